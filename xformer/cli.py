@@ -1,0 +1,144 @@
+"""The `xformer` command. Each subcommand is a small function over the library API; errors that users can
+fix (XFormerError) print one line and exit with status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import XFormerError
+
+console = Console()
+err_console = Console(stderr=True)
+
+SEEDED_NOTE = ("[yellow]note:[/] {name} has no trained weights here (none can be downloaded); using deterministic "
+               "seeded weights, so predictions are not meaningful. Pass a checkpoint for real results.")
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from .complexity import count_macs, count_params
+    from .models import create_model, get_model_entry, list_models
+
+    table = Table(title="Registered models")
+    for column in ("name", "params (M)", "GMACs", "input", "attention", "description"):
+        table.add_column(column, justify="right" if column in ("params (M)", "GMACs") else "left")
+    for name in list_models():
+        entry = get_model_entry(name)
+        model = create_model(name)
+        size = entry.preprocess.input_size
+        table.add_row(name, f"{count_params(model) / 1e6:.2f}", f"{count_macs(model, size) / 1e9:.2f}",
+                      f"{size[0]}x{size[1]}", entry.attention, entry.description)
+    console.print(table)
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from .runtimes import CHECKPOINT_SUFFIXES
+
+    path = Path(args.source)
+    if path.suffix in CHECKPOINT_SUFFIXES or not path.suffix:
+        _info_checkpoint(args)
+    else:
+        from .export.metadata import read_metadata
+
+        metadata = read_metadata(path)
+        _print_metadata(path.name, metadata)
+
+
+def _info_checkpoint(args: argparse.Namespace) -> None:
+    from .checkpoint import load_model, weights_sha256
+    from .complexity import count_macs, count_params
+
+    model, seeded = load_model(args.source, args.model)
+    config = model.model_config
+    if seeded:
+        err_console.print(SEEDED_NOTE.format(name=args.source))
+    info = {**config.to_dict(), "params": count_params(model),
+            "gmacs": round(count_macs(model, config.preprocess.input_size) / 1e9, 3),
+            "weights_sha256": weights_sha256(model)}
+    _print_metadata(str(args.source), info)
+
+
+def _print_metadata(title: str, metadata: dict) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in metadata.items():
+        if key == "labels":
+            value = f"{len(value)} labels: {', '.join(value[:5])}{', ...' if len(value) > 5 else ''}"
+        elif isinstance(value, dict | list):
+            value = json.dumps(value)
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from .runtimes import load
+    from .samples import sample_images
+
+    runtime = load(args.source, threads=args.threads, **({"model_name": args.model} if args.model else {}))
+    if getattr(runtime, "seeded", False):
+        err_console.print(SEEDED_NOTE.format(name=args.source))
+    images = list(args.images) + (sample_images() if args.samples else [])
+    if not images:
+        raise XFormerError("give one or more image files, or --samples to use the bundled sample photos")
+    for image in images:
+        predictions = runtime.predict(image, k=args.top_k)
+        table = Table(title=f"{Path(image).name}  ({runtime.name}: {runtime.path.name})")
+        for column in ("rank", "class", "label", "prob", "logit"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for rank, p in enumerate(predictions, 1):
+            table.add_row(str(rank), str(p.index), p.label, f"{p.score:.4f}", f"{p.logit:.4f}")
+        console.print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xformer",
+        description="XFormer Mobile: export the XFormer vision backbone to ONNX, TFLite and CoreML, "
+                    "check every file against PyTorch, and benchmark it.")
+    parser.add_argument("--version", action="version", version=f"xformer-mobile {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("models", help="list registered models with params, GMACs and input size")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("info", help="describe a checkpoint, model name or exported file "
+                                    "(config, preprocessing, labels)")
+    p.add_argument("source", help="checkpoint (.safetensors/.pt/.pth), exported file "
+                                  "(.onnx/.tflite/.mlpackage) or model name")
+    p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth) that carries no config")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("predict", help="top-k classes for images, using the model's own preprocessing contract")
+    p.add_argument("source", help="model name, checkpoint or exported file")
+    p.add_argument("images", nargs="*", help="image files (JPEG/PNG/...)")
+    p.add_argument("--samples", action="store_true",
+                   help="also run on the sample photos shipped with scikit-image and matplotlib")
+    p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
+    p.set_defaults(func=_cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except XFormerError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The runtime interface: every exported format (and the PyTorch reference) loads behind the same calls."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelFileError
+from ..models.registry import ModelConfig
+from ..preprocess import PreprocessSpec, preprocess
+
+__all__ = ["Prediction", "Runtime", "TensorInfo", "softmax", "top_k"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    layout: str | None = None  # "NCHW" / "NHWC" for image inputs
+    scale: float | None = None  # quantisation parameters of integer tensors
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    score: float  # softmax probability
+    logit: float
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(logits: np.ndarray, labels: list[str], k: int = 5) -> list[Prediction]:
+    """Top-k of one row of logits; ties break towards the lower class index, as everywhere in the project."""
+    row = np.asarray(logits, dtype=np.float64).reshape(-1)
+    probs = softmax(row)
+    order = np.lexsort((np.arange(row.size), -row))[:k]
+    return [Prediction(int(i), labels[i] if i < len(labels) else str(i), float(probs[i]), float(row[i]))
+            for i in order]
+
+
+class Runtime(ABC):
+    """Loads one model file; `run` takes a float image batch in NCHW or NHWC and returns float32 logits."""
+
+    name: str = "runtime"
+    path: Path
+    metadata: dict
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.metadata)
+
+    @property
+    def preprocess_spec(self) -> PreprocessSpec:
+        """The contract with the layout this file takes."""
+        return replace(self.config.preprocess, layout=self.input_layout)
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorInfo]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorInfo]: ...
+
+    @property
+    def input_layout(self) -> str:
+        return self.inputs[0].layout or "NCHW"
+
+    @property
+    def version(self) -> str:
+        """Version of the underlying runtime library."""
+        return "unknown"
+
+    @abstractmethod
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        """Run one batch already in the file's layout and dtype-agnostic float32."""
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        array = np.asarray(array, dtype=np.float32)
+        return self._run(self._to_input_layout(array))
+
+    def predict(self, image, k: int = 5) -> list[Prediction]:
+        """Top-k predictions for one image (path, PIL image or HxWx3 uint8 array), using the embedded contract."""
+        logits = self.run(preprocess(image, self.preprocess_spec))
+        return top_k(logits[0], self.config.labels, k)
+
+    def _to_input_layout(self, array: np.ndarray) -> np.ndarray:
+        expected = self.inputs[0].shape
+        if array.ndim != 4:
+            raise ModelFileError(f"{self.path.name}: expected a 4-D image batch, got shape {array.shape}")
+        if self._fits(array.shape, expected):
+            return array
+        other = array.transpose(0, 2, 3, 1) if self.input_layout == "NHWC" else array.transpose(0, 3, 1, 2)
+        if self._fits(other.shape, expected):
+            return np.ascontiguousarray(other)
+        raise ModelFileError(f"{self.path.name}: input shape {array.shape} does not fit the model's input "
+                            f"{expected} ({self.input_layout}); preprocess with the embedded PreprocessSpec "
+                            f"({self.config.preprocess.input_size[0]}x{self.config.preprocess.input_size[1]})")
+
+    @staticmethod
+    def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+        # Non-positive (dynamic) dims accept any size; the batch may vary when the file allows it.
+        return len(shape) == len(expected) and all(e <= 0 or s == e for s, e in zip(shape, expected))

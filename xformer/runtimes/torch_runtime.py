@@ -1,0 +1,50 @@
+"""The PyTorch reference behind the runtime interface: a checkpoint (or a model name with seeded weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import load_model, weights_sha256
+from .base import Runtime, TensorInfo
+
+__all__ = ["TorchRuntime"]
+
+
+class TorchRuntime(Runtime):
+    name = "torch"
+
+    def __init__(self, source: str | Path | nn.Module, threads: int | None = None, model_name: str | None = None):
+        if isinstance(source, nn.Module):
+            self.model, self.seeded = source.eval(), False
+            self.path = Path(source.model_config.arch)
+        else:
+            self.model, self.seeded = load_model(source, model_name)
+            self.path = Path(str(source))
+        if threads:
+            torch.set_num_threads(threads)
+        config = self.model.model_config
+        self.metadata = {**config.to_dict(), "weights_sha256": weights_sha256(self.model),
+                         "torch_version": torch.__version__}
+        # Any batch and any size that is a multiple of 32: only the layout is fixed.
+        self._input = TensorInfo("image", (-1, 3, -1, -1), "float32", "NCHW")
+        self._output = TensorInfo("logits", (1, config.num_classes), "float32")
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [self._input]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [self._output]
+
+    @property
+    def version(self) -> str:
+        return torch.__version__
+
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(array)).numpy()
