@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .benchmarks import command as bench
 from .errors import XFormerError
 
 console = Console()
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     p.set_defaults(func=_cmd_predict)
+
+    bench.register(sub)
     return parser
 
 
