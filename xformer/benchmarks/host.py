@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from itertools import groupby
 import numpy as np
 import torch
 
-from ..errors import XFormerError
 from ..runtimes import Runtime, load
 from ..runtimes.torch_runtime import TorchRuntime
 from .memory import PeakMemory
@@ -41,8 +39,6 @@ def parity(reference: np.ndarray, output: np.ndarray) -> dict:
 
 
 def _load(artifact: Artifact, threads: int) -> Runtime:
-    if artifact.format == "coreml" and sys.platform != "darwin":
-        raise XFormerError("CoreML models run on macOS only")
     if artifact.module is None:
         return load(artifact.path, threads=threads)
     runtime = TorchRuntime(artifact.module, threads=threads)

@@ -5,6 +5,7 @@ cache directory keyed by its weights, so a second run reuses the files."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,12 @@ class _Complexity:
         return self._cache[key]
 
 
+def _unsupported_here(fmt: str) -> str | None:
+    if fmt == "coreml" and sys.platform != "darwin":
+        return "CoreML models run on macOS only; benchmark the .mlpackage on a Mac"
+    return None
+
+
 def _exported_file(path: Path, complexity: _Complexity) -> Artifact:
     """An exported file as given: its own format, precision and input size, read from its embedded metadata."""
     from ..export.metadata import read_metadata
@@ -80,8 +87,9 @@ def _exported_file(path: Path, complexity: _Complexity) -> Artifact:
     arch = meta["arch"]
     export_info = meta.get("export", {})
     size = tuple(meta["preprocess"]["input_size"])
-    artifact = Artifact(model=arch, source=str(path), format=export_info.get("format", EXPORTED_SUFFIXES[path.suffix]),
-                        precision=export_info.get("precision", "unknown"), input_size=size, path=path)
+    fmt = export_info.get("format", EXPORTED_SUFFIXES[path.suffix])
+    artifact = Artifact(model=arch, source=str(path), format=fmt, precision=export_info.get("precision", "unknown"),
+                        input_size=size, path=path, error=_unsupported_here(fmt))
     # Seeded weights can be rebuilt exactly: then parity against PyTorch is available for the bare file too.
     model = create_model(arch, num_classes=meta.get("num_classes", 1000), **meta.get("options", {}))
     artifact.params, artifact.macs = complexity(model, size)
@@ -92,7 +100,7 @@ def _exported_file(path: Path, complexity: _Complexity) -> Artifact:
 
 def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log: Callable[[str], None]) -> None:
     """Fill in `path` (or `error`) of artifacts whose file is not cached yet, exporting them in one call."""
-    missing = [a for a in wanted if not a.path.exists()]
+    missing = [a for a in wanted if not a.path.exists() and not a.error]
     if not missing:
         return
     formats = sorted({a.format for a in missing})
@@ -140,6 +148,7 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
                     artifact.path = Path(source) if Path(source).is_file() else None
                 else:
                     artifact.path = out_dir / f"{arch}_{precision}{suffix}"
+                    artifact.error = _unsupported_here(fmt)
                     to_export.append(artifact)
                 artifacts.append(artifact)
         _export_missing(model, to_export, out_dir, log)
