@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/xformer models
 	$(BIN)/xformer predict xformer_s --samples -k 3
+	$(BIN)/xformer bench xformer_s mobilevit_s --formats torch,onnx,tflite --threads 1 --warmup 2 --runs 10 \
+		--out runs/demo-bench
 
 lint: setup
 	$(BIN)/ruff check .
