@@ -89,8 +89,8 @@ class HostTarget:
         """Records for artifacts x threads; `advance(n, what)` reports progress in runs."""
         environment = host_environment()
         results = []
-        # Group by model and input size: those share an input and a reference, and their runs interleave.
-        for _, group in groupby(artifacts, key=lambda a: (a.source, a.input_size)):
+        # One model at one input size shares an input, and its configurations' timed runs interleave.
+        for _, group in groupby(artifacts, key=lambda a: (a.model, a.input_size)):
             results += self._run_group(list(group), environment, advance)
         return results
 
@@ -98,18 +98,18 @@ class HostTarget:
                    advance: Callable[[int, str], None]) -> list[BenchResult]:
         height, width = artifacts[0].input_size
         x = np.random.default_rng(0).random((self.batch, 3, height, width), dtype=np.float32)
-        reference = None
+        references: dict[int, np.ndarray] = {}  # logits of each PyTorch reference on x
         sessions = []
         for artifact in artifacts:
             for threads in self.threads:
                 session = _Session(artifact, threads, self._record(artifact, threads, environment))
                 # Parity for everything but eager PyTorch, which is the reference itself.
                 checked = artifact.reference is not None and artifact.format != "torch"
-                if checked and reference is None:
+                if checked and id(artifact.reference) not in references:
                     torch.set_num_threads(threads)
                     with torch.inference_mode():
-                        reference = artifact.reference(torch.from_numpy(x)).numpy()
-                self._prepare(session, x, reference if checked else None)
+                        references[id(artifact.reference)] = artifact.reference(torch.from_numpy(x)).numpy()
+                self._prepare(session, x, references[id(artifact.reference)] if checked else None)
                 advance(1 + self.warmup, f"{artifact.model} {artifact.format} {artifact.precision} x{threads}")
                 sessions.append(session)
         live = [s for s in sessions if s.runtime is not None]
