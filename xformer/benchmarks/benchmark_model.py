@@ -194,7 +194,7 @@ def result_from_output(out: BenchmarkModelOutput, artifact: Artifact, **fields) 
     return BenchResult(model=artifact.model, source=artifact.source, format=artifact.format,
                        precision=artifact.precision, runtime="benchmark_model", input_size=artifact.input_size,
                        file=str(artifact.path), params=artifact.params,
-                       file_size_mb=out.model_size_mb if out.model_size_mb is not None else artifact.size_mb,
+                       file_size_mb=artifact.size_mb if artifact.size_mb is not None else out.model_size_mb,
                        macs=artifact.macs, init_ms=out.init_ms, first_ms=out.first_ms,
                        warmup_mean_ms=out.warmup_mean_ms, latency=latency,
                        fps=1000 / latency.headline if latency else None, peak_memory_mb=memory,

@@ -21,7 +21,10 @@ RESULTS_FORMAT = "xformer-bench/1"
 
 @dataclass
 class BenchResult:
-    """One benchmarked configuration. Times are ms, sizes MB; a field the target cannot measure stays None."""
+    """One benchmarked configuration; a field the target cannot measure stays None.
+
+    Times are ms; file sizes MB (1e6 bytes, as the export report); memory MiB (as benchmark_model prints it).
+    """
 
     model: str  # architecture, e.g. xformer_s
     source: str  # what was benchmarked: model name, checkpoint or file as given

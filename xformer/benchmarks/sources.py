@@ -49,7 +49,7 @@ class Artifact:
         if path is None or not path.exists():
             return None
         files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]  # .mlpackage is a dir
-        return sum(p.stat().st_size for p in files) / 2**20
+        return sum(p.stat().st_size for p in files) / 1e6
 
 
 def default_cache_dir() -> Path:
