@@ -69,3 +69,12 @@ def test_loading_a_foreign_file_says_what_to_pass(tmp_path):
     bad.write_text('{"results": []}')
     with pytest.raises(XFormerError, match="xformer bench --out"):
         load_results(bad)
+
+
+def test_peak_memory_catches_a_freed_allocation():
+    from xformer.benchmarks.memory import PeakMemory
+
+    with PeakMemory() as memory:
+        block = np.ones(100 * 2**20 // 8)  # 100 MiB, touched, then freed before the block ends
+        del block
+    assert 95 <= memory.delta_mb < 400 and memory.method

@@ -10,6 +10,7 @@ converted to the runtime's layout once, outside the timed loop.
 from __future__ import annotations
 
 import gc
+import importlib
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +37,19 @@ def parity(reference: np.ndarray, output: np.ndarray) -> dict:
     cosine = (ref * out).sum(1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1), 1e-12)
     return {"max_abs_err": float(np.abs(ref - out).max()), "cosine": float(cosine.mean()),
             "top1_agreement": float((ref.argmax(1) == out.argmax(1)).mean())}
+
+
+# The library behind each format, imported before memory is measured (see memory.py).
+_RUNTIME_LIBRARIES = {"onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter", "coreml": "coremltools",
+                      "torch-compile": "torch._dynamo"}
+
+
+def _import_library(fmt: str) -> None:
+    if fmt in _RUNTIME_LIBRARIES:
+        try:
+            importlib.import_module(_RUNTIME_LIBRARIES[fmt])
+        except ImportError:  # the runtime's own load reports the missing extra with its fix
+            pass
 
 
 def _load(artifact: Artifact, threads: int) -> Runtime:
@@ -140,6 +154,7 @@ class HostTarget:
         if record.error:
             return
         try:
+            _import_library(session.artifact.format)
             with PeakMemory() as memory:
                 start = time.perf_counter_ns()
                 runtime = _load(session.artifact, session.threads)

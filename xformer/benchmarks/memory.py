@@ -2,8 +2,10 @@
 
 What is measured: peak RSS during the block minus RSS just before it. The block is a runtime's load, first
 inference and warm-up, where weights, arenas and workspaces get allocated; timed runs allocate nothing new.
-Memory that an earlier configuration freed and the allocator reuses is not counted again, so every
-configuration's runtime stays alive until its group is done (see harness).
+Memory freed earlier in the process (an export, a previous model) would be reused without showing up in RSS,
+so before the baseline the garbage collector runs and glibc is asked to hand free heap pages back to the OS
+(`malloc_trim(0)`); the harness imports each runtime's library before measuring, so the first configuration
+of a runtime does not also pay for loading the library.
 
 How: on Linux the kernel's own high-water mark (VmHWM in /proc/self/status) is reset before the block by
 writing 5 to /proc/self/clear_refs, so even a spike lasting microseconds is caught. Elsewhere a psutil thread
@@ -12,6 +14,9 @@ samples RSS every millisecond, which can miss spikes shorter than that.
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +31,15 @@ def _status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise OSError(f"{field} not in {_STATUS}")
+
+
+def _release_free_memory() -> None:
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+            pass
 
 
 def _reset_high_water_mark() -> bool:
@@ -46,6 +60,7 @@ class PeakMemory:
         self.method = ""
 
     def __enter__(self) -> PeakMemory:
+        _release_free_memory()
         if _reset_high_water_mark():
             self.method = "RSS high-water mark delta (Linux VmHWM), load + first run + warm-up"
             self._baseline = _status_kb("VmRSS") * 1024
