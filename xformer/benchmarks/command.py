@@ -55,7 +55,8 @@ def register(subparsers) -> None:
     p.add_argument("--taskset", help="benchmark_model targets: CPU mask to pin to, e.g. f0 (big cores)")
     p.add_argument("--benchmark-model", help=f"LiteRT benchmark_model binary (or ${BENCHMARK_MODEL_ENV})")
     p.add_argument("--benchmark-model-args", type=shlex.split, help="extra benchmark_model flags, quoted")
-    p.add_argument("--cache-dir", help="where on-the-fly exports go (default ~/.cache/xformer/exports)")
+    p.add_argument("--cache-dir", help="where on-the-fly exports are cached (default ~/.cache/xformer/exports; "
+                                          "delete it to re-export)")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
     p.add_argument("--suite", help="YAML suite file with these settings (flags given here override it)")
     p.add_argument("--out", help="write results.json, results.csv, results.md and plots to this directory")

@@ -1,6 +1,7 @@
 """What to benchmark: model names, checkpoints and exported files become `Artifact`s, one per model x format x
 precision x input size. A name or checkpoint is exported on the fly (through `xformer.export.export`) into a
-cache directory keyed by its weights, so a second run reuses the files."""
+cache directory keyed by its weights, input size and package version, so a second run reuses the files;
+delete the directory to force a fresh export."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .. import __version__
 from ..checkpoint import load_model, weights_sha256
 from ..complexity import count_macs, count_params
 from ..errors import XFormerError
@@ -136,7 +138,7 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
     for spec in sizes:
         size = _size_of(spec, model)
         params, macs = complexity(model, size)
-        out_dir = cache_dir / f"{arch}-{digest}-{size[0]}x{size[1]}"
+        out_dir = cache_dir / f"{arch}-{digest}-{size[0]}x{size[1]}-v{__version__}"
         to_export = []
         for fmt in formats:
             suffix = FORMATS[fmt]
