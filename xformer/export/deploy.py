@@ -235,7 +235,8 @@ def fold_groups(x: torch.Tensor, target: str = "generic") -> torch.Tensor:
     The interleave runs on the axis order the target stores: NCHW for "generic", NHWC for "tflite" (the
     permutes around it cancel against LiteRT's own layout), so neither graph needs a TRANSPOSE here.
     """
-    g00, g01, g10, g11 = x.chunk(4, dim=0)
+    b = x.shape[0] // 4
+    g00, g01, g10, g11 = x[:b], x[b: 2 * b], x[2 * b: 3 * b], x[3 * b:]  # slices keep a dynamic batch symbolic
     if target == "tflite":
         g00, g01, g10, g11 = (g.permute(0, 2, 3, 1) for g in (g00, g01, g10, g11))
         b, h, w, d = g00.shape
