@@ -101,31 +101,30 @@ def _exported_file(path: Path, complexity: _Complexity) -> Artifact:
 
 
 def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log: Callable[[str], None]) -> None:
-    """Fill in `path` (or `error`) of artifacts whose file is not cached yet, exporting them in one call."""
-    missing = [a for a in wanted if not a.path.exists() and not a.error]
-    if not missing:
-        return
-    formats = sorted({a.format for a in missing})
-    precisions = sorted({a.precision for a in missing})
-    log(f"exporting {model.model_config.arch} ({', '.join(formats)}; {', '.join(precisions)}; "
-        f"{missing[0].input_size[0]}x{missing[0].input_size[1]}) to {out_dir}")
-    try:
-        from ..export import export
+    """Fill in `path` (or `error`) of artifacts whose file is not cached yet: one export call per format, so a
+    format the exporter rejects fails its own rows only."""
+    from ..export import export
 
-        size = missing[0].input_size
-        records = export(model, formats=formats, precisions=precisions,
-                         imgsz=size[0] if size[0] == size[1] else size, out_dir=out_dir)
-    except Exception as err:  # any exporter failure becomes a failed row; the other formats still run
-        for artifact in missing:
-            artifact.error = f"export failed: {type(err).__name__}: {err}"
-        return
-    by_key = {(r.format, r.precision): r for r in records}
-    for artifact in missing:
-        record = by_key.get((artifact.format, artifact.precision))
-        if record is None or not record.ok or record.path is None:
-            artifact.error = f"export failed: {record.error if record else 'the exporter returned no file'}"
+    missing = [a for a in wanted if not a.path.exists() and not a.error]
+    for fmt in dict.fromkeys(a.format for a in missing):
+        todo = [a for a in missing if a.format == fmt]
+        precisions = list(dict.fromkeys(a.precision for a in todo))
+        height, width = todo[0].input_size
+        log(f"exporting {model.model_config.arch} to {fmt} ({', '.join(precisions)}; {height}x{width}) in {out_dir}")
+        try:
+            records = export(model, formats=[fmt], precisions=precisions,
+                             imgsz=height if height == width else (height, width), out_dir=out_dir)
+        except Exception as err:  # any exporter failure becomes failed rows; the other formats still run
+            records, reason = [], f"{type(err).__name__}: {err}"
         else:
-            artifact.path = Path(record.path)
+            reason = "the exporter returned no file"
+        by_precision = {r.precision: r for r in records}
+        for artifact in todo:
+            record = by_precision.get(artifact.precision)
+            if record is not None and record.ok and record.path is not None:
+                artifact.path = Path(record.path)
+            else:
+                artifact.error = f"export failed: {record.error if record is not None else reason}"
 
 
 def _model_artifacts(source: str, formats: list[str], precisions: list[str], sizes: list[int | None],
