@@ -1,6 +1,7 @@
 """The host harness end to end on the PyTorch runtime (small model, small input, few runs)."""
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 from xformer import count_macs, count_params, create_model, save_checkpoint
 from xformer.benchmarks import BenchConfig, load_results, run_benchmarks
+from xformer.benchmarks.sources import export_dir
 from xformer.benchmarks.suite import load_suite
 from xformer.cli import main
 from xformer.errors import XFormerError
@@ -116,3 +118,48 @@ def test_import_benchmarks_stays_light():
             "'ai_edge_litert', 'tensorflow', 'yaml') if m in sys.modules]; print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory) -> Path:
+    """xformer_xxs at 64x64 as ONNX with our metadata, written with torch's exporter (keeps this test fast)."""
+    import onnx
+    import torch
+
+    from xformer.export.metadata import METADATA_KEY, build_metadata, dumps
+
+    model = create_model("xformer_xxs")
+    path = tmp_path_factory.mktemp("onnx") / "xformer_xxs_fp32.onnx"
+    torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), path, dynamo=True, opset_version=18, external_data=False)
+    proto = onnx.load(path)
+    metadata = build_metadata(model, format="onnx", precision="fp32", input_size=(64, 64))
+    proto.metadata_props.add(key=METADATA_KEY, value=dumps(metadata))
+    onnx.save(proto, path)
+    return path
+
+
+def test_exported_file_runs_as_it_is_with_parity(onnx_file):
+    results = run_benchmarks(BenchConfig([str(onnx_file)], threads=[1, 2], runs=3, warmup=1))
+    assert [(r.threads, r.ok) for r in results] == [(1, True), (2, True)]
+    r = results[0]
+    assert (r.model, r.format, r.precision, r.runtime, r.input_size) == ("xformer_xxs", "onnx", "fp32", "onnxruntime",
+                                                                         (64, 64))
+    assert r.parity["max_abs_err"] < 1e-4 and r.parity["top1_agreement"] == 1.0  # seeded weights rebuilt
+    assert r.file_size_mb == pytest.approx(onnx_file.stat().st_size / 1e6) and r.runtime_version
+    assert r.params == count_params(create_model("xformer_xxs"))
+
+
+def test_model_name_reuses_the_export_cache(onnx_file, tmp_path):
+    cached = export_dir(create_model("xformer_xxs"), (64, 64), tmp_path) / onnx_file.name
+    cached.parent.mkdir(parents=True)
+    shutil.copy(onnx_file, cached)
+    (r,) = run_benchmarks(BenchConfig(["xformer_xxs"], formats=["onnx"], cache_dir=str(tmp_path), **QUICK))
+    assert r.ok and r.file == str(cached) and r.parity["max_abs_err"] < 1e-4
+    assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name]  # nothing was exported
+
+
+def test_a_failed_export_is_a_failed_row(tmp_path):
+    results = run_benchmarks(BenchConfig(["xformer_xxs"], formats=["torch", "onnx"], precisions=["int3"],
+                                         cache_dir=str(tmp_path), **QUICK))
+    assert [(r.format, r.precision, r.ok) for r in results] == [("torch", "fp32", True), ("onnx", "int3", False)]
+    assert results[1].error.startswith("export failed: ExportError: precision 'int3' is not supported by onnx")

@@ -19,7 +19,7 @@ from ..complexity import count_macs, count_params
 from ..errors import XFormerError
 from ..models import create_model
 
-__all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "resolve_sources"]
+__all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir", "resolve_sources"]
 
 # Benchmarkable formats and the file suffix each is exported to (None: runs the PyTorch model in memory).
 FORMATS: dict[str, str | None] = {"torch": None, "torch-compile": None, "onnx": ".onnx", "tflite": ".tflite",
@@ -56,6 +56,12 @@ class Artifact:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xformer" / "exports"
+
+
+def export_dir(model: nn.Module, size: tuple[int, int], cache_dir: Path) -> Path:
+    """Where on-the-fly exports of these weights at this size live (files named `{arch}_{precision}.{suffix}`)."""
+    arch = model.model_config.arch
+    return cache_dir / f"{arch}-{weights_sha256(model)[:12]}-{size[0]}x{size[1]}-v{__version__}"
 
 
 def _size_of(spec: int | None, model: nn.Module) -> tuple[int, int]:
@@ -132,12 +138,11 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
                      log: Callable[[str], None]) -> list[Artifact]:
     model, _ = load_model(source, model_name)
     arch = model.model_config.arch
-    digest = weights_sha256(model)[:12]
     artifacts = []
     for spec in sizes:
         size = _size_of(spec, model)
         params, macs = complexity(model, size)
-        out_dir = cache_dir / f"{arch}-{digest}-{size[0]}x{size[1]}-v{__version__}"
+        out_dir = export_dir(model, size, cache_dir)
         to_export = []
         for fmt in formats:
             suffix = FORMATS[fmt]
