@@ -4,6 +4,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,10 @@ def onnx_file(tmp_path_factory) -> Path:
 
     model = create_model("xformer_xxs")
     path = tmp_path_factory.mktemp("onnx") / "xformer_xxs_fp32.onnx"
-    torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), path, dynamo=True, opset_version=18, external_data=False)
+    with warnings.catch_warnings():  # deprecation noise from inside torch's exporter
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), path, dynamo=True, opset_version=18,
+                          external_data=False)
     proto = onnx.load(path)
     metadata = build_metadata(model, format="onnx", precision="fp32", input_size=(64, 64))
     proto.metadata_props.add(key=METADATA_KEY, value=dumps(metadata))
