@@ -47,6 +47,13 @@ def test_checkpoint_source_batch_and_min_seconds(tmp_path):
     assert r.latency.runs >= 2 and r.latency.runs * r.latency.max >= 200  # timed until 0.2 s had passed
 
 
+def test_max_seconds_stops_a_slow_configuration_and_says_so():
+    (r,) = run_benchmarks(BenchConfig(["xformer_xxs"], formats=["torch"], runs=1000, warmup=0, max_seconds=0.05,
+                                      imgsz=[64]))
+    assert r.ok and 1 <= r.latency.runs < 1000
+    assert r.warnings == [f"only {r.latency.runs} of 1000 timed runs: stopped at --max-seconds 0.05"]
+
+
 def test_a_format_that_cannot_run_here_is_a_failed_row_and_the_rest_carry_on():
     if sys.platform == "darwin":
         pytest.skip("CoreML runs on macOS")
@@ -58,6 +65,8 @@ def test_a_format_that_cannot_run_here_is_a_failed_row_and_the_rest_carry_on():
 def test_bad_settings_name_the_fix():
     with pytest.raises(XFormerError, match="unknown format"):
         run_benchmarks(BenchConfig(["xformer_xxs"], formats=["tensorrt"]))
+    with pytest.raises(XFormerError, match="--max-seconds must be > 0 and at least --min-seconds"):
+        run_benchmarks(BenchConfig(["xformer_xxs"], min_seconds=5, max_seconds=1))
     with pytest.raises(XFormerError, match="--threads takes positive counts"):
         run_benchmarks(BenchConfig(["xformer_xxs"], threads=[0]))
     with pytest.raises(XFormerError, match="use --formats tflite"):

@@ -10,6 +10,7 @@ from xformer.benchmarks.benchmark_model import (
     record_from_run,
     result_from_output,
 )
+from xformer.benchmarks.harness import RunPlan
 from xformer.benchmarks.sources import Artifact
 
 TRANSCRIPTS = Path(__file__).parent / "data" / "benchmark_model"
@@ -97,7 +98,9 @@ def test_failed_run_becomes_a_failed_record_quoting_the_tool():
 
 
 def test_command_line_for_each_delegate():
-    args = benchmark_model_args("/data/local/tmp/m.tflite", 4, "gpu", warmup=5, runs=50, min_seconds=0)
+    args = benchmark_model_args("/data/local/tmp/m.tflite", 4, "gpu", RunPlan(warmup=5, runs=50))
     assert args == ["--graph=/data/local/tmp/m.tflite", "--num_threads=4", "--warmup_runs=5", "--num_runs=50",
-                    "--min_secs=0", "--use_gpu=true"]
-    assert benchmark_model_args("m.tflite", 1, "cpu", 1, 10, 2.5)[-2:] == ["--min_secs=2.5", "--use_xnnpack=false"]
+                    "--min_secs=0", "--max_secs=30", "--use_gpu=true"]
+    plan = RunPlan(warmup=1, runs=10, min_seconds=2.5, max_seconds=60)
+    assert benchmark_model_args("m.tflite", 1, "cpu", plan)[-3:] == ["--min_secs=2.5", "--max_secs=60",
+                                                                    "--use_xnnpack=false"]

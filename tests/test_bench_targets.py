@@ -79,8 +79,9 @@ def test_local_benchmark_model_runs_the_binary_and_parses_it(tmp_path, tflite_fi
     lines = calls.read_text().splitlines()
     assert len(lines) == 4
     assert lines[0] == (f"--graph={tflite_file} --num_threads=1 --warmup_runs=2 --num_runs=7 --min_secs=0 "
-                        "--use_xnnpack=true")
-    assert lines[3].endswith("--num_threads=2 --warmup_runs=2 --num_runs=7 --min_secs=0 --use_xnnpack=false")
+                        "--max_secs=30 --use_xnnpack=true")
+    assert lines[3].endswith("--num_threads=2 --warmup_runs=2 --num_runs=7 --min_secs=0 --max_secs=30 "
+                             "--use_xnnpack=false")
     results = load_results(out / "results.json")
     assert [(r.threads, r.delegate) for r in results] == [(1, "xnnpack"), (1, "cpu"), (2, "xnnpack"), (2, "cpu")]
     first = results[0]

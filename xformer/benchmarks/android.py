@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import XFormerError
 from .benchmark_model import benchmark_model_args, binary_id, failed_record, find_benchmark_model, record_from_run
+from .harness import RunPlan
 from .record import BenchResult
 from .sources import Artifact
 
@@ -91,17 +92,16 @@ class AdbDevice:
 class AndroidTarget:
     """Runs .tflite artifacts with benchmark_model on one phone."""
 
-    def __init__(self, serial: str | None, binary: str | None, threads: list[int], delegates: list[str],
-                 warmup: int, runs: int, min_seconds: float, taskset: str | None = None,
-                 extra_args: list[str] | None = None):
+    def __init__(self, serial: str | None, binary: str | None, threads: list[int], plan: RunPlan,
+                 delegates: list[str], taskset: str | None = None, extra_args: list[str] | None = None):
         self.device = AdbDevice(serial)
         self.binary = find_benchmark_model(binary)
         self.name = f"android:{self.device.serial}"
-        self.threads, self.delegates, self.taskset, self.extra_args = threads, delegates, taskset, extra_args
-        self.warmup, self.runs, self.min_seconds = warmup, runs, min_seconds
+        self.threads, self.plan, self.delegates = threads, plan, delegates
+        self.taskset, self.extra_args = taskset, extra_args
 
     def planned_runs(self, artifacts: list[Artifact]) -> int:
-        return len(artifacts) * len(self.threads) * len(self.delegates) * (1 + self.warmup + self.runs)
+        return len(artifacts) * len(self.threads) * len(self.delegates) * (1 + self.plan.warmup + self.plan.runs)
 
     def run(self, artifacts: list[Artifact], advance: Callable[[int, str], None]) -> list[BenchResult]:
         device = self.device
@@ -122,15 +122,14 @@ class AndroidTarget:
                     fields = dict(runtime_version=version, target=self.name, device=label, threads=threads,
                                   delegate=delegate, environment=environment)
                     results.append(self._run_one(tool, remote, artifact, threads, delegate, fields))
-                    advance(1 + self.warmup + self.runs, f"{artifact.model} {delegate} x{threads}")
+                    advance(1 + self.plan.warmup + self.plan.runs, f"{artifact.model} {delegate} x{threads}")
         return results
 
     def _run_one(self, tool: str, remote: str, artifact: Artifact, threads: int, delegate: str,
                  fields: dict) -> BenchResult:
         if artifact.error:
             return failed_record(artifact, artifact.error, fields)
-        args = benchmark_model_args(remote, threads, delegate, self.warmup, self.runs, self.min_seconds,
-                                    self.extra_args)
+        args = benchmark_model_args(remote, threads, delegate, self.plan, self.extra_args)
         command = shlex.join([*(["taskset", self.taskset] if self.taskset else []), tool, *args])
         proc = self.device.shell(command, timeout=1800)
         return record_from_run(proc.returncode, proc.stdout + proc.stderr, artifact, fields)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import XFormerError
+from .harness import RunPlan
 from .record import BenchResult, host_environment, now
 from .sources import Artifact
 from .stats import LatencyStats
@@ -154,12 +155,13 @@ def parse_benchmark_model(text: str) -> BenchmarkModelOutput:
     return out
 
 
-def benchmark_model_args(graph: str, threads: int, delegate: str, warmup: int, runs: int,
-                         min_seconds: float, extra: list[str] | None = None) -> list[str]:
+def benchmark_model_args(graph: str, threads: int, delegate: str, plan: RunPlan,
+                         extra: list[str] | None = None) -> list[str]:
     if delegate not in DELEGATES:
         raise XFormerError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
-    return [f"--graph={graph}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={runs}",
-            f"--min_secs={min_seconds:g}", *DELEGATES[delegate], *(extra or [])]
+    return [f"--graph={graph}", f"--num_threads={threads}", f"--warmup_runs={plan.warmup}",
+            f"--num_runs={plan.runs}", f"--min_secs={plan.min_seconds:g}", f"--max_secs={plan.max_seconds:g}",
+            *DELEGATES[delegate], *(extra or [])]
 
 
 def find_benchmark_model(path: str | None) -> Path:
@@ -207,16 +209,16 @@ class LocalBenchmarkModelTarget:
 
     name = "local-benchmark-model"
 
-    def __init__(self, binary: str | None, threads: list[int], delegates: list[str], warmup: int, runs: int,
-                 min_seconds: float, taskset: str | None = None, extra_args: list[str] | None = None):
+    def __init__(self, binary: str | None, threads: list[int], plan: RunPlan, delegates: list[str],
+                 taskset: str | None = None, extra_args: list[str] | None = None):
         self.binary = find_benchmark_model(binary)
         if taskset and not shutil.which("taskset"):
             raise XFormerError("--taskset needs the taskset command (Debian package util-linux)")
-        self.threads, self.delegates, self.taskset, self.extra_args = threads, delegates, taskset, extra_args
-        self.warmup, self.runs, self.min_seconds = warmup, runs, min_seconds
+        self.threads, self.plan, self.delegates = threads, plan, delegates
+        self.taskset, self.extra_args = taskset, extra_args
 
     def planned_runs(self, artifacts: list[Artifact]) -> int:
-        return len(artifacts) * len(self.threads) * len(self.delegates) * (1 + self.warmup + self.runs)
+        return len(artifacts) * len(self.threads) * len(self.delegates) * (1 + self.plan.warmup + self.plan.runs)
 
     def run(self, artifacts: list[Artifact], advance: Callable[[int, str], None]) -> list[BenchResult]:
         environment = host_environment()
@@ -227,11 +229,10 @@ class LocalBenchmarkModelTarget:
                 for delegate in self.delegates:
                     fields = dict(runtime_version=version, target=self.name, device=environment["cpu"],
                                   threads=threads, delegate=delegate, environment=environment)
-                    args = benchmark_model_args(str(artifact.path), threads, delegate, self.warmup, self.runs,
-                                                self.min_seconds, self.extra_args)
+                    args = benchmark_model_args(str(artifact.path), threads, delegate, self.plan, self.extra_args)
                     command = [*(["taskset", self.taskset] if self.taskset else []), str(self.binary), *args]
                     results.append(_run_tool(command, artifact, fields))
-                    advance(1 + self.warmup + self.runs, f"{artifact.model} {delegate} x{threads}")
+                    advance(1 + self.plan.warmup + self.plan.runs, f"{artifact.model} {delegate} x{threads}")
         return results
 
 

@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--warmup", type=int, help="warm-up runs after the first inference (default 5)")
     p.add_argument("--runs", type=int, help="timed runs (default 30)")
     p.add_argument("--min-seconds", type=float, help="keep timing until this many seconds per configuration")
+    p.add_argument("--max-seconds", type=float, help="stop timing a configuration after this many seconds, even "
+                                                      "short of --runs (default 30)")
     p.add_argument("--rounds", type=int, help="host: interleave each model's configurations in N rounds (default 5)")
     p.add_argument("--target", help=f"where to run: {', '.join(TARGETS)} (default host)")
     p.add_argument("--delegates", type=_list(), help=f"benchmark_model delegates: {', '.join(DELEGATES)} "
@@ -94,10 +96,10 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     for r in results:
         for warning in r.warnings:
             err_console.print(f"[bold red]WARNING[/] {r.model} {r.format} {r.precision} {r.delegate or ''} "
-                              f"x{r.threads}: {warning}", highlight=False)
+                              f"x{r.threads}: {warning}", highlight=False, soft_wrap=True)
         if r.error:
             err_console.print(f"[red]failed[/] {r.model} {r.format} {r.precision} x{r.threads}: {r.error}",
-                              highlight=False)
+                              highlight=False, soft_wrap=True)
     if args.out:
         for path in write_reports(results, args.out, config.to_dict(), compare):
             console.print(f"wrote {path}", highlight=False)

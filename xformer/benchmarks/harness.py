@@ -12,10 +12,25 @@ from ..errors import XFormerError
 from .record import BenchResult
 from .sources import PEERS, resolve_sources
 
-__all__ = ["HOST_FORMATS", "TARGETS", "BenchConfig", "make_target", "run_benchmarks"]
+__all__ = ["HOST_FORMATS", "TARGETS", "BenchConfig", "RunPlan", "make_target", "run_benchmarks"]
 
 HOST_FORMATS = ["torch", "onnx", "tflite"]
 TARGETS = ("host", "android[:SERIAL]", "local-benchmark-model")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How long each configuration is measured: `warmup` runs after the first inference, then timed runs until
+    both `runs` and `min_seconds` are reached, but never past `max_seconds` of timed runs, so one configuration
+    stalled by a busy machine cannot hold up the whole run (its row then says how many runs it got)."""
+
+    warmup: int = 5
+    runs: int = 30
+    min_seconds: float = 0.0
+    max_seconds: float = 30.0
+
+    def wants_more(self, count: int, elapsed_s: float) -> bool:
+        return (count < self.runs or elapsed_s < self.min_seconds) and elapsed_s < self.max_seconds
 
 
 @dataclass
@@ -31,6 +46,7 @@ class BenchConfig:
     warmup: int = 5
     runs: int = 30
     min_seconds: float = 0.0
+    max_seconds: float = 30.0
     rounds: int = 5  # host: timed runs are interleaved across a model's configurations in this many rounds
     peers: bool = False  # add mobilevit_s, mobilenetv2_100 and deit_tiny
     target: str = "host"
@@ -47,6 +63,10 @@ class BenchConfig:
         return list(self.sources) + extra
 
     @property
+    def plan(self) -> RunPlan:
+        return RunPlan(self.warmup, self.runs, self.min_seconds, self.max_seconds)
+
+    @property
     def target_formats(self) -> list[str]:
         if self.formats:
             return list(self.formats)
@@ -58,6 +78,8 @@ class BenchConfig:
             problems.append("give at least one model name, checkpoint or exported file (or --peers)")
         if self.runs < 1 or self.warmup < 0 or self.batch < 1 or self.min_seconds < 0:
             problems.append("--runs and --batch must be >= 1, --warmup and --min-seconds >= 0")
+        if self.max_seconds <= 0 or self.max_seconds < self.min_seconds:
+            problems.append("--max-seconds must be > 0 and at least --min-seconds")
         if not self.threads or min(self.threads) < 1:
             problems.append("--threads takes positive counts, e.g. --threads 1,2,4")
         if self.target != "host":
@@ -76,7 +98,7 @@ class BenchConfig:
 def make_target(config: BenchConfig):
     """The target named by `config.target`; adb and the benchmark_model binary are checked here, before exporting."""
     kind, _, serial = config.target.partition(":")
-    options = dict(threads=config.threads, warmup=config.warmup, runs=config.runs, min_seconds=config.min_seconds)
+    options = dict(threads=config.threads, plan=config.plan)
     tool = dict(delegates=config.delegates, taskset=config.taskset, extra_args=config.benchmark_model_args)
     if kind == "host" and not serial:
         from .host import HostTarget
@@ -98,9 +120,12 @@ def run_benchmarks(config: BenchConfig, console: Console | None = None) -> list[
     console = console or Console(stderr=True)
     config.validate()
     target = make_target(config)
+    def log(message: str) -> None:
+        console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
+
     artifacts = resolve_sources(config.all_sources, config.target_formats, config.precisions, config.imgsz or [None],
                                 model_name=config.model, cache_dir=Path(config.cache_dir) if config.cache_dir else None,
-                                log=lambda message: console.print(f"[dim]{message}[/]", highlight=False))
+                                log=log)
     if config.target != "host":
         wrong = [a.source for a in artifacts if a.format != "tflite"]
         if wrong:

@@ -22,6 +22,7 @@ import torch
 
 from ..runtimes import Runtime, load
 from ..runtimes.torch_runtime import TorchRuntime
+from .harness import RunPlan
 from .memory import PeakMemory
 from .record import BenchResult, host_environment, now
 from .sources import Artifact
@@ -77,13 +78,18 @@ class _Session:
         if isinstance(self.runtime, TorchRuntime):
             torch.set_num_threads(self.threads)
 
-    def time_runs(self, count: int) -> None:
+    def time_runs(self, count: int, deadline_ms: float) -> None:
+        """Up to `count` timed runs, stopping early once the timed total reaches `deadline_ms`."""
         self.activate()
         run, array = self.runtime.run, self.array
+        total = sum(self.samples)
         for _ in range(count):
             start = time.perf_counter_ns()
             run(array)
             self.samples.append((time.perf_counter_ns() - start) / 1e6)
+            total += self.samples[-1]
+            if total >= deadline_ms:
+                break
 
 
 class HostTarget:
@@ -91,13 +97,11 @@ class HostTarget:
 
     name = "host"
 
-    def __init__(self, threads: list[int], warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
-                 batch: int = 1, rounds: int = 5):
-        self.threads, self.warmup, self.runs = threads, warmup, runs
-        self.min_seconds, self.batch, self.rounds = min_seconds, batch, max(1, rounds)
+    def __init__(self, threads: list[int], plan: RunPlan, batch: int = 1, rounds: int = 5):
+        self.threads, self.plan, self.batch, self.rounds = threads, plan, batch, max(1, rounds)
 
     def planned_runs(self, artifacts: list[Artifact]) -> int:
-        return len(artifacts) * len(self.threads) * (1 + self.warmup + self.runs)
+        return len(artifacts) * len(self.threads) * (1 + self.plan.warmup + self.plan.runs)
 
     def run(self, artifacts: list[Artifact], advance: Callable[[int, str], None]) -> list[BenchResult]:
         """Records for artifacts x threads; `advance(n, what)` reports progress in runs."""
@@ -124,17 +128,18 @@ class HostTarget:
                     with torch.inference_mode():
                         references[id(artifact.reference)] = artifact.reference(torch.from_numpy(x)).numpy()
                 self._prepare(session, x, references[id(artifact.reference)] if checked else None)
-                advance(1 + self.warmup, f"{artifact.model} {artifact.format} {artifact.precision} x{threads}")
+                advance(1 + self.plan.warmup, f"{artifact.model} {artifact.format} {artifact.precision} x{threads}")
                 sessions.append(session)
+        plan = self.plan
         live = [s for s in sessions if s.runtime is not None]
-        chunk = math.ceil(self.runs / self.rounds)
+        chunk = math.ceil(plan.runs / self.rounds)
         while live:
             for session in live:
-                remaining = self.runs - len(session.samples)
+                remaining = plan.runs - len(session.samples)
                 count = min(chunk, remaining) if remaining > 0 else chunk  # past `runs` only for --min-seconds
-                session.time_runs(count)
+                session.time_runs(count, deadline_ms=1000 * plan.max_seconds)
                 advance(max(min(count, remaining), 0), session.record.model)
-            live = [s for s in live if len(s.samples) < self.runs or sum(s.samples) < 1000 * self.min_seconds]
+            live = [s for s in live if plan.wants_more(len(s.samples), sum(s.samples) / 1000)]
         for session in sessions:
             self._finish(session)
         gc.collect()
@@ -167,7 +172,7 @@ class HostTarget:
                 output = runtime.run(array)
                 record.first_ms = (time.perf_counter_ns() - start) / 1e6
                 warmup = []
-                for _ in range(self.warmup):
+                for _ in range(self.plan.warmup):
                     start = time.perf_counter_ns()
                     runtime.run(array)
                     warmup.append((time.perf_counter_ns() - start) / 1e6)
@@ -184,4 +189,7 @@ class HostTarget:
         if session.samples:
             record.latency = summarize(session.samples)
             record.fps = 1000 * self.batch / record.latency.headline
+            if len(session.samples) < self.plan.runs:
+                record.warnings.append(f"only {len(session.samples)} of {self.plan.runs} timed runs: stopped at "
+                                       f"--max-seconds {self.plan.max_seconds:g}")
         session.runtime = session.array = None
