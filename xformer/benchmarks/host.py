@@ -189,6 +189,11 @@ class HostTarget:
         if session.samples:
             record.latency = summarize(session.samples)
             record.fps = 1000 * self.batch / record.latency.headline
+            load, cores = record.environment.get("load_average_1m"), record.environment.get("usable_cores")
+            if session.threads > 1 and load and cores and load > cores:
+                record.warnings.append(f"the machine was busy (load {load:g} on {cores} cores): threads that "
+                                       "spin-wait for each other stall, so multi-thread numbers are unreliable; "
+                                       "rerun on a quiet machine (PyTorch: or with OMP_WAIT_POLICY=PASSIVE)")
             if len(session.samples) < self.plan.runs:
                 record.warnings.append(f"only {len(session.samples)} of {self.plan.runs} timed runs: stopped at "
                                        f"--max-seconds {self.plan.max_seconds:g}")

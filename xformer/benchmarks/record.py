@@ -112,10 +112,13 @@ def host_environment() -> dict:
     from .. import __version__
 
     packages = ("torch", "numpy", "onnxruntime", "ai-edge-litert", "coremltools")
+    threading = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+                 if k in os.environ}
     return {"cpu": _cpu_model(), "logical_cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
             "machine": platform.machine(), "os": platform.platform(), "python": sys.version.split()[0],
-            "xformer": __version__, **{name: v for name in packages if (v := _version(name))}}
+            "xformer": __version__, **threading, **{name: v for name in packages if (v := _version(name))}}
 
 
 def save_results(results: list[BenchResult], path: str | Path, config: dict | None = None) -> Path:
