@@ -148,8 +148,9 @@ def markdown_table(results: list[BenchResult], compare: dict[tuple, float] | Non
     return "\n".join(lines)
 
 
-def markdown_ratios(results: list[BenchResult]) -> str:
-    rows = ratio_rows(results)
+def markdown_ratios(results: list[BenchResult], xformer: str | None = None) -> str:
+    """The ratio table, for every XFormer variant or only `xformer`."""
+    rows = [r for r in ratio_rows(results) if xformer in (None, r["xformer"])]
     if not rows:
         return ""
     lines = ["| XFormer | peer | format | precision | runtime | threads | XFormer ms | peer ms | XFormer / peer |",
