@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from xformer import create_model
-from xformer.export.deploy import deploy_model, fold_groups, has_deploy_form, unfold_groups
+from xformer.export.deploy import TARGETS, deploy_model, fold_groups, has_deploy_form, unfold_groups
 
 from .conftest import CLASSIFIERS
 
@@ -32,7 +32,7 @@ def _perturbed(name: str, **options):
 
 
 @pytest.mark.parametrize("name", DEPLOYABLE)
-@pytest.mark.parametrize("target", ["generic", "tflite"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_deploy_form_matches_training_form(name, target):
     model = _perturbed(name)
     deployed = deploy_model(model, target=target)
@@ -45,7 +45,7 @@ def test_deploy_form_matches_training_form(name, target):
 def test_deploy_form_of_other_attentions(attention):
     model = _perturbed("xformer_xxs", attention=attention)
     x = torch.rand(1, 3, 256, 256)
-    for target in ("generic", "tflite"):
+    for target in TARGETS:
         with torch.no_grad():
             assert (deploy_model(model, target=target)(x) - model(x)).abs().max().item() <= 1e-5
 
