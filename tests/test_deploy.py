@@ -73,3 +73,11 @@ def test_unfold_fold_round_trip(target):
     assert groups.shape == (8, 3, 4, 3)
     assert torch.equal(groups[0], x[:, :, 0::2, 0::2][0]) and torch.equal(groups[3 * 2 + 1], x[1, :, 1::2, 1::2])
     assert torch.equal(fold_groups(groups, target), x)
+
+
+def test_coreml_form_stays_finite_in_fp16_on_a_black_frame():
+    """fp16 flushes the training form's 1e-24 floor to zero: an all-zero channel would give 0 / 0."""
+    deployed = deploy_model(create_model("xformer_xxs"), target="coreml")
+    with torch.no_grad():
+        model = deployed.half()
+        assert torch.isfinite(model(torch.zeros(1, 3, 256, 256, dtype=torch.float16))).all()

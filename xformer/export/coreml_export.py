@@ -36,13 +36,11 @@ from torch import nn
 from ..errors import ExportError, require
 from ..preprocess import PreprocessSpec
 from .metadata import METADATA_KEY, dumps
-from .parity import TOLERANCES, Tolerance, compare, parity_inputs, reference_logits
+from .parity import compare, parity_inputs, reference_logits
 
-__all__ = ["MIL_TOLERANCES", "CoreMLClassifier", "export_coreml", "mil_parity"]
+__all__ = ["CoreMLClassifier", "export_coreml", "mil_parity"]
 
 INPUT_KINDS = ("image", "tensor")
-# The Linux check holds fp16 files to top-1 agreement as well: a flip on the photos means a conversion problem.
-MIL_TOLERANCES = {"fp32": TOLERANCES["fp32"], "fp16": Tolerance(min_cosine=0.999, min_top1_agreement=1.0)}
 EVALUATOR = "MIL program of the saved package, evaluated op by op with torch (xformer.export.mil_eval)"
 # coremltools draws a tqdm bar for every conversion stage; (module, name) of the tqdm each stage uses.
 _PROGRESS_BARS = (("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
@@ -181,11 +179,12 @@ def _program_inputs(batch: np.ndarray, kind: str, spec: PreprocessSpec, channels
 
 def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, channels_last_io: bool,
                precision: str) -> dict:
-    """The saved program against PyTorch on the photos and seeded random inputs.
+    """The saved program against PyTorch on the photos and seeded random inputs, judged by the precision's
+    tolerance (parity.TOLERANCES, as prediction on macOS is).
 
     fp32 programs are evaluated twice: exactly, and with every tensor rounded to fp16 (what an fp16 export of
-    the same graph computes). Compressed weights (int8, palette6) are reported, not judged: on untrained
-    weights their agreement says little.
+    the same graph computes). `top1_near_ties` counts photos whose reference top-1 leads the runner-up by no
+    more than twice the error on that photo: there the precision, not the conversion, decides the top-1.
     """
     from .mil_eval import MILEvaluator
 
@@ -193,13 +192,17 @@ def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, 
     expected = reference_logits(reference, batch)
     inputs = _program_inputs(batch, kind, spec, channels_last_io)
 
-    def check(evaluator: MILEvaluator, tolerance: Tolerance) -> dict:
+    def check(evaluator: MILEvaluator, tolerance: str) -> dict:
         logits = np.concatenate([evaluator(image=x[None])["logits"].reshape(1, -1) for x in inputs])
-        return compare(expected, logits, photos, precision, tolerance).to_dict()
+        report = compare(expected, logits, photos, tolerance).to_dict()
+        reference, candidate = expected[:photos], logits[:photos]
+        runner_up, leader = np.sort(reference, axis=1)[:, -2:].T
+        report["top1_near_ties"] = int((leader - runner_up <= 2 * np.abs(reference - candidate).max(axis=1)).sum())
+        return report
 
-    result = {**check(MILEvaluator(function), MIL_TOLERANCES.get(precision, Tolerance())), "evaluator": EVALUATOR}
+    result = {**check(MILEvaluator(function), precision), "evaluator": EVALUATOR}
     if precision == "fp32":
-        rounded = check(MILEvaluator(function, fp16_everywhere=True), MIL_TOLERANCES["fp16"])
+        rounded = check(MILEvaluator(function, fp16_everywhere=True), "fp16")
         result["fp16_rounded"] = rounded
         result["passed"] = result["passed"] and rounded["passed"]
         result["failures"] = result["failures"] + [f"fp16-rounded: {f}" for f in rounded["failures"]]

@@ -17,7 +17,7 @@ default "generic" target keeps heads channel-major (one transpose of k per layer
 CoreML fold into their matmul kernels). `target="coreml"` is the generic form with LayerNorm written as
 `centred * rsqrt(var + eps)`: coremltools fuses exactly that pattern into one `layer_norm` op on the channel
 axis (7 MIL ops become 1, and the Neural Engine computes the variance internally instead of squaring fp16
-activations, which overflow above 256).
+activations, which overflow above 256), and with an XFA normalisation floor that fp16 can represent.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ..models.blocks import ConvNormAct, InvertedResidual, TransformerLayer, XFo
 __all__ = ["DeployXFA", "deploy_model", "fold_batchnorm", "has_deploy_form"]
 
 TARGETS = ("generic", "tflite", "coreml")
+FP16_TINY = 2.0**-14  # smallest normal fp16 number
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> nn.Conv2d:
@@ -152,7 +153,12 @@ class _DeployAttention(nn.Module):
 class DeployXFA(_DeployAttention):
     """Fused cross feature attention (both readings). q and k are L2-normalised over tokens by one op chain
     that also applies the per-head temperature: dividing q by ||q|| / t equals multiplying the logits by t
-    (reading A) or the output by t (reading B)."""
+    (reading A) or the output by t (reading B).
+
+    For CoreML, which computes in fp16, the norm itself is clamped, at fp16's smallest normal number: the
+    floor 1e-24 under the sum of squares flushes to 0 in fp16, so a channel that is zero over all tokens (an
+    all-black frame with seeded weights) gave 0 / 0 = NaN. Only channels with ||q|| < 6e-5 see the floor.
+    """
 
     def __init__(self, attn: CrossFeatureAttention | LinearCrossFeatureAttention, norm: nn.LayerNorm,
                  target: str = "generic"):
@@ -167,7 +173,11 @@ class DeployXFA(_DeployAttention):
 
     def _normalise(self, qk: torch.Tensor, token_axis: int) -> torch.Tensor:
         sumsq = (qk * qk).sum(dim=token_axis, keepdim=True)
-        return qk / (torch.sqrt(torch.clamp_min(sumsq, L2_EPS * L2_EPS)) * self.norm_scale)
+        if self.target == "coreml":
+            norm = torch.clamp_min(torch.sqrt(sumsq), FP16_TINY)
+        else:
+            norm = torch.sqrt(torch.clamp_min(sumsq, L2_EPS * L2_EPS))
+        return qk / (norm * self.norm_scale)
 
     def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
         heads = self.num_heads

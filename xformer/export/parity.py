@@ -85,9 +85,7 @@ def _runtime_logits(runtime: Runtime, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate([runtime.run(x[None]) for x in inputs]).astype(np.float32)
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, photos: int, precision: str,
-            tolerance: Tolerance | None = None) -> ParityReport:
-    """Errors of `candidate` against `reference` logits, judged by `tolerance` (default: the precision's)."""
+def compare(reference: np.ndarray, candidate: np.ndarray, photos: int, precision: str) -> ParityReport:
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
     cosine = (ref * cand).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1) + 1e-30)
@@ -95,7 +93,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, photos: int, precision
     top5_ref = np.argsort(-ref[:photos], axis=1, kind="stable")[:, :5]
     top5_cand = np.argsort(-cand[:photos], axis=1, kind="stable")[:, :5]
     top5 = np.mean([set(a) == set(b) for a, b in zip(top5_ref, top5_cand)]) if photos else float("nan")
-    tol = tolerance if tolerance is not None else TOLERANCES.get(precision, Tolerance())
+    tol = TOLERANCES.get(precision, Tolerance())
     failures = []
     if tol.max_abs_err is not None and diff.max() > tol.max_abs_err:
         failures.append(f"max abs err {diff.max():.2e} > {tol.max_abs_err:.0e}")
