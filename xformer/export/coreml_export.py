@@ -195,9 +195,9 @@ def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, 
     def check(evaluator: MILEvaluator, tolerance: str) -> dict:
         logits = np.concatenate([evaluator(image=x[None])["logits"].reshape(1, -1) for x in inputs])
         report = compare(expected, logits, photos, tolerance).to_dict()
-        reference, candidate = expected[:photos], logits[:photos]
-        runner_up, leader = np.sort(reference, axis=1)[:, -2:].T
-        report["top1_near_ties"] = int((leader - runner_up <= 2 * np.abs(reference - candidate).max(axis=1)).sum())
+        runner_up, leader = np.sort(expected[:photos], axis=1)[:, -2:].T
+        error = np.abs(expected[:photos] - logits[:photos]).max(axis=1)
+        report["top1_near_ties"] = int((leader - runner_up <= 2 * error).sum())
         return report
 
     result = {**check(MILEvaluator(function), precision), "evaluator": EVALUATOR}
@@ -220,6 +220,7 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
     if coreml_input == "image" and channels_last_io:
         raise ExportError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
                           "tensor inputs only: add --coreml-input tensor or drop --nhwc")
+    compression = _compression(ct, precision)
     spec = PreprocessSpec.from_dict(metadata["preprocess"])
     fold = coreml_input == "image" and not spec.is_identity_normalization
     normalization = ("mean/std are per channel, which an ImageType cannot express: folded into the model"
@@ -246,7 +247,7 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
                                                                    predicted_feature_name="classLabel",
                                                                    predicted_probabilities_output="probabilities"),
                              compute_precision=ct.precision.FLOAT32,  # step one already chose the precision
-                             pass_pipeline=_compression(ct, precision) or ct.PassPipeline.EMPTY,
+                             pass_pipeline=compression or ct.PassPipeline.EMPTY,
                              skip_model_load=True)
     _describe(mlmodel, metadata, coreml_input, shape, normalization, ct.__version__)
     mlmodel.save(str(path))

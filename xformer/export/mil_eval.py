@@ -90,7 +90,7 @@ def program_stats(function, attention_weights: dict[str, tuple[str, str]] | None
     layer's ops are those on the paths from the first projection to the second.
     """
     compute = [op for op in function.operations if op.op_type != "const" and op.op_type not in _CONSTEXPR_OPS]
-    tensors = [v for v in function.inputs.values()] + [v for op in function.operations for v in op.outputs]
+    tensors = list(function.inputs.values()) + [v for op in function.operations for v in op.outputs]
     ranks = [v.rank for v in tensors if _is_tensor(v)]
     histogram = collections.Counter(op.op_type for op in compute)
     layers = {}
@@ -113,7 +113,7 @@ class _Op:
     """
 
     def __init__(self, op, handler: Callable):
-        self.name, self.type, self.handler = op.name, op.op_type, handler
+        self.name, self.handler = op.name, handler
         self.refs, self.params = {}, {}
         for key, value in op.inputs.items():
             self.refs[key] = [v.name for v in value] if isinstance(value, list | tuple) else value.name
@@ -142,17 +142,9 @@ def _conv(a: _Op):
         raise ExportError(f"MIL conv {a.name}: only 2-D convolutions are evaluated, got a rank-{x.dim()} input")
     strides, dilations = a.p("strides", [1, 1]), a.p("dilations", [1, 1])
     pad_type = a.p("pad_type", "valid")
-    if pad_type == "custom":
-        top, bottom, left, right = a.p("pad")
-    elif pad_type == "valid":
-        top = bottom = left = right = 0
-    else:  # "same" / "same_lower": output = ceil(input / stride)
-        pads = []
-        for size, k, s, d in zip(x.shape[2:], weight.shape[2:], strides, dilations):
-            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            small, large = total // 2, total - total // 2
-            pads += [large, small] if pad_type == "same_lower" else [small, large]
-        top, bottom, left, right = pads
+    if pad_type not in ("custom", "valid"):
+        raise ExportError(f"MIL conv {a.name}: pad_type {pad_type!r} is not evaluated (only custom and valid)")
+    top, bottom, left, right = a.p("pad") if pad_type == "custom" else (0, 0, 0, 0)
     padding = (top, left)
     if (top, left) != (bottom, right):
         x, padding = F.pad(x, (left, right, top, bottom)), 0
@@ -179,22 +171,14 @@ def _slice_by_index(a: _Op):
 
 def _split(a: _Op):
     x, axis = a.t("x"), a.p("axis")
-    sizes = a.p("split_sizes")
-    if sizes is None:
-        sizes = x.shape[axis] // a.p("num_splits")
+    sizes = a.p("split_sizes") or [x.shape[axis] // a.p("num_splits")] * a.p("num_splits")
     return torch.split(x, sizes, dim=axis)
 
 
 def _concat(a: _Op):
-    values, axis = a.t("values"), a.p("axis")
     if a.p("interleave", False):
-        return torch.stack(values, dim=axis + 1 if axis >= 0 else axis).flatten(axis, axis + 1 if axis >= 0 else axis)
-    return torch.cat(values, dim=axis)
-
-
-def _reshape(a: _Op):
-    x, shape = a.t("x"), a.p("shape")
-    return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(shape)])
+        raise ExportError(f"MIL concat {a.name}: interleaved concat is not evaluated")
+    return torch.cat(a.t("values"), dim=a.p("axis"))
 
 
 def _reduce(fn: Callable) -> Callable:
@@ -240,9 +224,7 @@ _OPS: dict[str, Callable] = {
     "mul": lambda a: a.t("x") * a.t("y"),
     "real_div": lambda a: a.t("x") / a.t("y"),
     "maximum": lambda a: torch.maximum(a.t("x"), a.t("y")),
-    "minimum": lambda a: torch.minimum(a.t("x"), a.t("y")),
     "sqrt": lambda a: torch.sqrt(a.t("x")),
-    "rsqrt": lambda a: torch.rsqrt(a.t("x") + a.p("epsilon", 1e-12)),
     "silu": lambda a: F.silu(a.t("x")),
     "clip": lambda a: torch.clamp(a.t("x"), a.p("alpha"), a.p("beta")),
     "cast": lambda a: a.t("x"),  # the output's dtype (fp16 / fp32) is applied after every op
@@ -254,7 +236,7 @@ _OPS: dict[str, Callable] = {
     "matmul": lambda a: torch.matmul(a.t("x").transpose(-2, -1) if a.p("transpose_x", False) else a.t("x"),
                                          a.t("y").transpose(-2, -1) if a.p("transpose_y", False) else a.t("y")),
     "layer_norm": _layer_norm,
-    "reshape": _reshape,
+    "reshape": lambda a: a.t("x").reshape(a.p("shape")),
     "transpose": lambda a: a.t("x").permute(a.p("perm")),
     "squeeze": lambda a: a.t("x").squeeze(a.p("axes")) if a.has("axes") else a.t("x").squeeze(),
     "slice_by_index": _slice_by_index,
