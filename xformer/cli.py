@@ -122,7 +122,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-_FORMAT_OPTIONS = ("dynamic_batch", "simplify", "opset", "channels_last_io")
+_FORMAT_OPTIONS = ("dynamic_batch", "simplify", "opset", "channels_last_io", "coreml_input")
 
 
 def _add_export_parser(sub) -> None:
@@ -146,9 +146,12 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--dynamic-batch", action="store_true", default=None, help="ONNX: dynamic batch axis")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", default=None, help="ONNX: skip onnxsim")
     p.add_argument("--opset", type=int, help="ONNX opset (default and minimum 18)")
+    p.add_argument("--coreml-input", choices=("image", "tensor"),
+                   help="CoreML: an image input, as Xcode and Vision expect (default), or a float32 tensor "
+                        "preprocessed by the caller")
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--nhwc", dest="channels_last_io", action="store_true", default=None,
-                        help="NHWC image input (default for TFLite)")
+                        help="NHWC image input (default for TFLite; CoreML: with --coreml-input tensor)")
     layout.add_argument("--nchw", dest="channels_last_io", action="store_false",
                         help="NCHW image input (default for ONNX)")
     p.set_defaults(func=_cmd_export)

@@ -25,6 +25,7 @@ class ExportFormat:
     exporter: str  # "module:function" relative to xformer.export
     channels_last_default: bool
     description: str
+    directory: bool = False  # the file is a directory bundle (.mlpackage), written atomically as one
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -46,6 +47,14 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         options=("dynamic_batch", "simplify", "opset", "channels_last_io"),
         exporter="onnx_export:export_onnx", channels_last_default=False,
         description="ONNX (torch.onnx dynamo exporter, onnxsim-simplified), runs in ONNX Runtime"),
+    ExportFormat(
+        name="coreml", suffix=".mlpackage", precisions=("fp16", "fp32", "int8", "palette6"),
+        default_precisions=("fp16",), extra="coreml", modules=("coremltools",),
+        options=("coreml_input", "channels_last_io"),
+        exporter="coreml_export:export_coreml", channels_last_default=False,
+        description="CoreML ML program (iOS 16+) with image input and classifier outputs; checked on Linux by "
+                    "evaluating its MIL program, predicts on macOS",
+        directory=True),
 )}
 
 
