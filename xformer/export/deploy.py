@@ -252,12 +252,15 @@ def fold_groups(x: torch.Tensor, target: str = "generic") -> torch.Tensor:
     """Inverse of unfold_groups: interleave columns, then rows, with rank <= 4 concats and reshapes.
 
     The interleave runs on the axis order the target stores: NCHW for "generic", NHWC for "tflite" (the
-    permutes around it cancel against LiteRT's own layout), so neither graph needs a TRANSPOSE here.
+    permutes around it cancel against LiteRT's own layout), so neither graph needs a TRANSPOSE here. For
+    "tflite" the map is permuted once, before the batch slices: permuting each slice instead left litert-torch
+    with four TRANSPOSE ops per block.
     """
     b = x.shape[0] // 4
+    if target == "tflite":
+        x = x.permute(0, 2, 3, 1)
     g00, g01, g10, g11 = x[:b], x[b: 2 * b], x[2 * b: 3 * b], x[3 * b:]  # slices keep a dynamic batch symbolic
     if target == "tflite":
-        g00, g01, g10, g11 = (g.permute(0, 2, 3, 1) for g in (g00, g01, g10, g11))
         b, h, w, d = g00.shape
         row0 = torch.cat([g00.reshape(b * h, w, 1, d), g01.reshape(b * h, w, 1, d)], dim=2).reshape(b * h, 1, 2 * w, d)
         row1 = torch.cat([g10.reshape(b * h, w, 1, d), g11.reshape(b * h, w, 1, d)], dim=2).reshape(b * h, 1, 2 * w, d)

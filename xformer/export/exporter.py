@@ -232,5 +232,12 @@ def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> 
                       status if r.ok else f"failed: {r.error[:60]}")
     out.print(table)
     for r in records:
+        gpu = r.details.get("gpu")
+        if r.ok and gpu is not None:  # TFLite: what decides whether a phone's GPU delegate takes the whole graph
+            in_attention = r.details.get("attention_transposes")
+            out.print(f"  {r.path.name}: {r.details['ops']} ops, {r.details['transposes']} TRANSPOSE"
+                      f"{'' if in_attention is None else f' ({in_attention} in attention layers)'}, "
+                      f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}")
+    for r in records:
         if r.ok:
             out.print(f"  xformer predict {r.path} image.jpg    xformer bench {r.path}")

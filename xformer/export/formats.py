@@ -48,6 +48,13 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         exporter="onnx_export:export_onnx", channels_last_default=False,
         description="ONNX (torch.onnx dynamo exporter, onnxsim-simplified), runs in ONNX Runtime"),
     ExportFormat(
+        name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "dynamic-int8", "int8", "w8a16"),
+        default_precisions=("fp32",), extra="tflite",
+        modules=("ai_edge_litert", "litert_torch", "ai_edge_quantizer", "torchao"),
+        options=("tflite_converter", "calib", "int8_io", "channels_last_io"),
+        exporter="tflite_export:export_tflite", channels_last_default=True,
+        description="TFLite (litert-torch, or onnx2tf via ONNX), runs in LiteRT with XNNPACK or the GPU delegate"),
+    ExportFormat(
         name="coreml", suffix=".mlpackage", precisions=("fp16", "fp32", "int8", "palette6"),
         default_precisions=("fp16",), extra="coreml", modules=("coremltools",),
         options=("coreml_input", "channels_last_io"),
