@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/xformer models
-	$(BIN)/xformer export xformer_s --formats onnx --out runs/export
-	$(BIN)/xformer predict runs/export/xformer_s_fp32.onnx --samples -k 3
-	$(BIN)/xformer bench xformer_s mobilevit_s --formats torch,onnx --threads 1 --warmup 2 --runs 10 \
+	$(BIN)/xformer export xformer_s --formats onnx,tflite,coreml --out runs/export
+	$(BIN)/xformer predict runs/export/xformer_s_fp32.tflite --samples -k 3
+	$(BIN)/xformer bench xformer_s mobilevit_s --formats torch,onnx,tflite --threads 1 --warmup 2 --runs 10 \
 		--out runs/demo-bench
 
 lint: setup
