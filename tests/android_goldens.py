@@ -152,9 +152,10 @@ def _postprocess_cases(w: _Writer, photos: list[Path]) -> list[dict]:
         zero_point = int(np.round(-128 - logits.min() / scale))
         raw = quantize(logits, "int8", scale, zero_point)
         dequantized = (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
-        for kind, values, data, info in (
-                ("float32", logits, logits.astype("<f4").tobytes(), {"dtype": "float32", "scale": 0.0, "zero_point": 0}),
-                ("int8", dequantized, raw.tobytes(), {"dtype": "int8", "scale": scale, "zero_point": zero_point})):
+        float_info = {"dtype": "float32", "scale": 0.0, "zero_point": 0}
+        int8_info = {"dtype": "int8", "scale": scale, "zero_point": zero_point}
+        for kind, values, data, info in (("float32", logits, logits.astype("<f4").tobytes(), float_info),
+                                         ("int8", dequantized, raw.tobytes(), int8_info)):
             name = f"output_{kind}_{photo.stem}"
             cases.append({"name": name, "output": w.raw(f"{name}.output", data), "info": info, "labels": labels,
                           "top5": [{"index": p.index, "label": p.label, "score": p.score, "logit": p.logit}

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, android
 from .errors import XFormerError
 
 console = Console()
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     p.set_defaults(func=_cmd_predict)
+    android.register(sub)
     return parser
 
 
