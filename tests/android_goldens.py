@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import PIL
 import torch
 from PIL import Image
 
@@ -77,8 +78,13 @@ def _noise(width: int, height: int, seed: int) -> Image.Image:
 
 
 def _resize_cases(w: _Writer, photo: Image.Image) -> list[dict]:
-    sources = {"noise": (_noise(37, 23, 0), [(100, 61), (13, 9), (37, 50), (60, 23), (1, 1), (5, 200)]),
-               "photo": (photo, [(288, 192), (131, 97), (451, 600), (1000, 300), (256, 256)])}
+    """Up- and downscaling along each axis, both pass orders (Pillow 13 runs the vertical pass first when the
+    height shrinks by more than twice as many pixels as the width), and random sizes on noise."""
+    rng = np.random.default_rng(2)
+    noise_sizes = [(100, 61), (13, 9), (37, 50), (60, 23), (1, 1), (5, 200), (36, 5), (40, 2)]
+    noise_sizes += [tuple(int(v) for v in rng.integers(1, 80, 2)) for _ in range(12)]
+    sources = {"noise": (_noise(37, 23, 0), noise_sizes),
+               "photo": (photo, [(288, 192), (131, 97), (451, 600), (1000, 300), (256, 256), (440, 100)])}
     cases = []
     for source_name, (image, sizes) in sources.items():
         source = w.pixels(source_name, image)
@@ -194,8 +200,8 @@ def write_goldens(root: Path) -> Path:
     postprocess = _postprocess_cases(w, photos)
     scratch = root / "scratch"
     scratch.mkdir(exist_ok=True)
-    manifest = {"resize": resize, "preprocess": _preprocess_cases(w, photos, scratch), "postprocess": postprocess,
-                "latency": _latency(), "metadata": _metadata_model(w)}
+    manifest = {"pillow": PIL.__version__, "resize": resize, "preprocess": _preprocess_cases(w, photos, scratch),
+                "postprocess": postprocess, "latency": _latency(), "metadata": _metadata_model(w)}
     path = root / "manifest.json"
     path.write_text(json.dumps(manifest, indent=1))
     return path

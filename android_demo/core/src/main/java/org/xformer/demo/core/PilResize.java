@@ -6,11 +6,12 @@ import org.xformer.demo.core.PreprocessSpec.Interpolation;
  * Image resizing that reproduces Pillow's {@code Image.resize} on 8-bit RGB images bit for bit, so the
  * app feeds the model exactly what the Python reference does.
  *
- * <p>Bilinear and bicubic follow Pillow's separable resampler (libImaging/Resample.c): the filter support
- * grows with the downscale factor, coefficients are normalised per output pixel and converted to 22-bit
- * fixed point, the horizontal pass runs first (only over the rows the vertical pass reads) and its result
- * is rounded and clipped to 8 bits before the vertical pass. Nearest follows Pillow's affine scaling
- * (libImaging/Geometry.c), whose source positions accumulate in double precision.
+ * <p>Bilinear and bicubic follow Pillow's separable resampler (libImaging/Resample.c, Pillow 13): the filter
+ * support grows with the downscale factor, coefficients are normalised per output pixel and converted to 22-bit
+ * fixed point, and the first pass is rounded and clipped to 8 bits before the second. The pass order matters:
+ * the horizontal pass runs first (only over the rows the vertical pass reads) unless the height shrinks by more
+ * than twice as many pixels as the width, when the vertical pass runs first. Nearest follows Pillow's affine
+ * scaling (libImaging/Geometry.c), whose source positions accumulate in double precision.
  */
 public final class PilResize {
     private static final int PRECISION_BITS = 32 - 8 - 2;
@@ -107,30 +108,36 @@ public final class PilResize {
     }
 
     private static ArgbImage resample(ArgbImage in, int width, int height, Interpolation mode) {
+        boolean needHorizontal = width != in.width;
+        boolean needVertical = height != in.height;
+        int shrinkY = in.height - height;
+        boolean horizontalFirst = !(shrinkY > 0 && shrinkY > (in.width - width) * 2);
         Coefficients vertical = coefficients(in.height, height, mode);
-        int rowFirst = vertical.first[0];
-        int rowLast = vertical.first[height - 1] + vertical.count[height - 1];
-        int[] src = in.pixels;
-        int srcWidth = in.width;
-        int rowOffset = 0;
-        if (width != in.width) {
-            src = horizontal(in, rowFirst, rowLast, coefficients(in.width, width, mode));
-            srcWidth = width;
-            rowOffset = rowFirst;
+        if (horizontalFirst) {
+            int[] pixels = in.pixels;
+            int rowOffset = 0;
+            if (needHorizontal) {
+                rowOffset = vertical.first[0];
+                int rowLast = vertical.first[height - 1] + vertical.count[height - 1];
+                pixels = horizontal(in.pixels, in.width, rowOffset, rowLast - rowOffset,
+                        coefficients(in.width, width, mode));
+            }
+            return new ArgbImage(width, height, needVertical ? vertical(pixels, width, rowOffset, height, vertical)
+                    : pixels);
         }
-        if (height == in.height) {
-            return new ArgbImage(width, height, src);
-        }
-        return new ArgbImage(width, height, vertical(src, srcWidth, rowOffset, height, vertical));
+        int[] pixels = vertical(in.pixels, in.width, 0, height, vertical);
+        return new ArgbImage(width, height, needHorizontal
+                ? horizontal(pixels, in.width, 0, height, coefficients(in.width, width, mode)) : pixels);
     }
 
-    private static int[] horizontal(ArgbImage in, int rowFirst, int rowLast, Coefficients c) {
+    /** Resamples rows [rowFirst, rowFirst + rows) of a {@code srcWidth}-wide image along x. */
+    private static int[] horizontal(int[] src, int srcWidth, int rowFirst, int rows, Coefficients c) {
         int outWidth = c.first.length;
-        int[] out = new int[outWidth * (rowLast - rowFirst)];
+        int[] out = new int[outWidth * rows];
         int half = 1 << (PRECISION_BITS - 1);
-        for (int y = rowFirst; y < rowLast; y++) {
-            int rowStart = y * in.width;
-            int outRow = (y - rowFirst) * outWidth;
+        for (int y = 0; y < rows; y++) {
+            int rowStart = (rowFirst + y) * srcWidth;
+            int outRow = y * outWidth;
             for (int xx = 0; xx < outWidth; xx++) {
                 int r = half;
                 int g = half;
@@ -138,7 +145,7 @@ public final class PilResize {
                 int start = rowStart + c.first[xx];
                 int weightStart = xx * c.taps;
                 for (int x = 0; x < c.count[xx]; x++) {
-                    int p = in.pixels[start + x];
+                    int p = src[start + x];
                     int k = c.weights[weightStart + x];
                     r += ((p >> 16) & 0xff) * k;
                     g += ((p >> 8) & 0xff) * k;
@@ -150,6 +157,7 @@ public final class PilResize {
         return out;
     }
 
+    /** Resamples a {@code width}-wide image along y; its row 0 is source row {@code rowOffset}. */
     private static int[] vertical(int[] src, int width, int rowOffset, int height, Coefficients c) {
         int[] out = new int[width * height];
         int half = 1 << (PRECISION_BITS - 1);

@@ -48,6 +48,14 @@ public class PilResizeTest {
     }
 
     @Test
+    public void heightShrinkingMuchMoreThanWidthRunsTheVerticalPassFirst() {
+        // 2x4 -> 4x1: the height loses 3 rows, more than twice the width change, so Pillow 13 resamples rows
+        // first. Horizontal-first would give 77 for the first pixel; Pillow gives 75.
+        ArgbImage out = PilResize.resize(grey(2, 4, 189, 181, 64, 72, 8, 185, 88, 111), 4, 1, Interpolation.BICUBIC);
+        assertArrayEquals(new int[] {75, 92, 124, 141}, greys(out));
+    }
+
+    @Test
     public void nearestPicksThePixelUnderEachOutputCenter() {
         ArgbImage out = PilResize.resize(grey(5, 1, 1, 2, 3, 4, 5), 2, 1, Interpolation.NEAREST);
         assertArrayEquals(new int[] {2, 4}, greys(out));
