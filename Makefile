@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/xformer models
-	$(BIN)/xformer predict xformer_s --samples -k 3
+	$(BIN)/xformer export xformer_s --formats onnx --out runs/export
+	$(BIN)/xformer predict runs/export/xformer_s_fp32.onnx --samples -k 3
 
 lint: setup
 	$(BIN)/ruff check .

@@ -14,8 +14,9 @@ from rich.table import Table
 from . import __version__, android
 from .errors import XFormerError
 
-console = Console()
-err_console = Console(stderr=True)
+# Tables stay readable in CI logs and pipes, where rich would otherwise assume 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=150)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=150)
 
 SEEDED_NOTE = ("[yellow]note:[/] {name} has no trained weights here (none can be downloaded); using deterministic "
                "seeded weights, so predictions are not meaningful. Pass a checkpoint for real results.")
@@ -97,6 +98,61 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         console.print(table)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .export.exporter import export, print_summary
+
+    model, seeded = load_model(args.source, args.model)
+    if seeded:
+        err_console.print(SEEDED_NOTE.format(name=args.source))
+    options = {k: v for k, v in vars(args).items() if k in _FORMAT_OPTIONS and v is not None}
+    records = export(model, formats=args.formats, precisions=args.precisions.split(",") if args.precisions else None,
+                     imgsz=args.imgsz, out_dir=args.out, deploy=not args.no_deploy, validate=not args.no_validate,
+                     **options)
+    print_summary(records, console)
+    return 0 if all(r.ok and r.parity_passed for r in records) else 1
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .export.validate import validate_file
+
+    report = validate_file(args.file, args.ckpt, args.model)
+    _print_metadata(f"parity of {Path(args.file).name} against PyTorch", report.to_dict())
+    return 0 if report.passed else 1
+
+
+_FORMAT_OPTIONS = ("dynamic_batch", "simplify", "opset", "channels_last_io")
+
+
+def _add_export_parser(sub) -> None:
+    from .export.formats import FORMATS
+
+    formats = "\n".join(f"  {f.name:8s} {f.suffix:10s} precisions: {', '.join(f.precisions)} "
+                         f"(extra: {f.extra}) - {f.description}" for f in FORMATS.values())
+    p = sub.add_parser("export", help="export a model to ONNX / TFLite / CoreML and check every file against PyTorch",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Export a checkpoint or model name to mobile formats. Each file is written "
+                                   "atomically, checked against PyTorch on real photos, and described in "
+                                   "OUT/export_report.json.\n\nformats:\n" + formats)
+    p.add_argument("source", help="model name (seeded weights), .safetensors checkpoint, or .pt/.pth state_dict")
+    p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("--formats", default="onnx", help=f"comma-separated: {','.join(FORMATS)} (default onnx)")
+    p.add_argument("--precisions", help="comma-separated precisions (default: each format's default)")
+    p.add_argument("--imgsz", help="input size, e.g. 256 or 512x1024 (multiple of 32; default: the model's)")
+    p.add_argument("--out", default="runs/export", help="output directory (default runs/export)")
+    p.add_argument("--no-deploy", action="store_true", help="export the training form (for comparison/debugging)")
+    p.add_argument("--no-validate", action="store_true", help="skip the parity check against PyTorch")
+    p.add_argument("--dynamic-batch", action="store_true", default=None, help="ONNX: dynamic batch axis")
+    p.add_argument("--no-simplify", dest="simplify", action="store_false", default=None, help="ONNX: skip onnxsim")
+    p.add_argument("--opset", type=int, help="ONNX opset (default and minimum 18)")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--nhwc", dest="channels_last_io", action="store_true", default=None,
+                        help="NHWC image input (default for TFLite)")
+    layout.add_argument("--nchw", dest="channels_last_io", action="store_false",
+                        help="NCHW image input (default for ONNX)")
+    p.set_defaults(func=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xformer",
@@ -124,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     p.set_defaults(func=_cmd_predict)
+
+    _add_export_parser(sub)
+
+    p = sub.add_parser("validate", help="parity of an exported file against the PyTorch reference")
+    p.add_argument("file", help="exported .onnx/.tflite/.mlpackage")
+    p.add_argument("--ckpt", help="checkpoint it was exported from (default: the model named in its metadata, "
+                                  "seeded weights; the weights' sha256 must match)")
+    p.add_argument("--model", help="architecture of a plain state_dict given with --ckpt")
+    p.set_defaults(func=_cmd_validate)
     android.register(sub)
     return parser
 
@@ -131,14 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except XFormerError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False)
         return 2
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""The table of export formats. Argument validation, `xformer export --help` and the README's format table
+are all generated from it, so adding a format means adding one row and one exporter module."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import ExportError, MissingExtraError
+
+__all__ = ["FORMATS", "ExportFormat", "format_table_markdown", "get_format", "parse_formats"]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]
+    default_precisions: tuple[str, ...]
+    extra: str  # pip extra that installs the converter and runtime
+    modules: tuple[str, ...]  # import names that must be present
+    options: tuple[str, ...]  # export options this format honours
+    exporter: str  # "module:function" relative to xformer.export
+    channels_last_default: bool
+    description: str
+
+    def missing_modules(self) -> list[str]:
+        return [m for m in self.modules if importlib.util.find_spec(m) is None]
+
+    def require(self) -> None:
+        missing = self.missing_modules()
+        if missing:
+            raise MissingExtraError(f"{self.name} export", self.extra, ", ".join(missing))
+
+    def load_exporter(self) -> Callable:
+        module, function = self.exporter.split(":")
+        return getattr(importlib.import_module(f"xformer.export.{module}"), function)
+
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat(
+        name="onnx", suffix=".onnx", precisions=("fp32",), default_precisions=("fp32",), extra="onnx",
+        modules=("onnx", "onnxruntime", "onnxscript", "onnxsim"),
+        options=("dynamic_batch", "simplify", "opset", "channels_last_io"),
+        exporter="onnx_export:export_onnx", channels_last_default=False,
+        description="ONNX (torch.onnx dynamo exporter, onnxsim-simplified), runs in ONNX Runtime"),
+)}
+
+
+def get_format(name: str) -> ExportFormat:
+    if name not in FORMATS:
+        raise ExportError(f"unknown format {name!r}; choose from: {', '.join(FORMATS)}")
+    return FORMATS[name]
+
+
+def parse_formats(formats: str | list[str] | tuple[str, ...]) -> list[ExportFormat]:
+    names = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else list(formats)
+    return [get_format(n) for n in names if n]
+
+
+def format_table_markdown() -> str:
+    """The README's format table, generated from FORMATS."""
+    rows = ["| format | suffix | precisions (default first) | extra | options |", "|---|---|---|---|---|"]
+    for f in FORMATS.values():
+        precisions = ", ".join(list(f.default_precisions) + [p for p in f.precisions if p not in f.default_precisions])
+        rows.append(f"| `{f.name}` | `{f.suffix}` | {precisions} | `{f.extra}` | {', '.join(f.options)} |")
+    return "\n".join(rows)
