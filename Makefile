@@ -22,6 +22,8 @@ demo: setup
 	$(BIN)/xformer models
 	$(BIN)/xformer export xformer_s --formats onnx --out runs/export
 	$(BIN)/xformer predict runs/export/xformer_s_fp32.onnx --samples -k 3
+	$(BIN)/xformer bench xformer_s mobilevit_s --formats torch,onnx --threads 1 --warmup 2 --runs 10 \
+		--out runs/demo-bench
 
 lint: setup
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, android
+from .benchmarks import command as bench
 from .errors import XFormerError
 
 # Tables stay readable in CI logs and pipes, where rich would otherwise assume 80 columns.
@@ -189,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "seeded weights; the weights' sha256 must match)")
     p.add_argument("--model", help="architecture of a plain state_dict given with --ckpt")
     p.set_defaults(func=_cmd_validate)
+
+    bench.register(sub)
     android.register(sub)
     return parser
 

@@ -1,0 +1,107 @@
+"""`xformer bench`: argparse setup and handler; the work happens in the benchmarks API."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Callable
+from dataclasses import fields
+
+from rich.console import Console
+
+from ..errors import XFormerError
+from .benchmark_model import BENCHMARK_MODEL_ENV, DELEGATES
+from .harness import TARGETS, BenchConfig
+from .sources import FORMATS, PEERS
+
+__all__ = ["register"]
+
+err_console = Console(stderr=True)
+
+
+def _list(kind: Callable = str) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [kind(item.strip()) for item in text.split(",") if item.strip()]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, e.g. 1,2,4 ({err})") from err
+
+    return parse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="latency/FPS/memory of models, checkpoints or exported files on this CPU or a phone",
+        description="Benchmark models side by side. A model name or checkpoint is exported on the fly to each "
+                    "format (cached); exported files run as they are. Median latency is the headline.")
+    p.add_argument("sources", nargs="*", help="model names, checkpoints (.safetensors/.pt) or exported files "
+                                               "(.onnx/.tflite/.mlpackage)")
+    p.add_argument("--peers", action="store_true", default=None, help=f"also benchmark {', '.join(PEERS)}")
+    p.add_argument("--formats", type=_list(), help=f"comma list of {', '.join(FORMATS)} "
+                                                    "(default torch,onnx,tflite; tflite on benchmark_model targets)")
+    p.add_argument("--precisions", type=_list(), help="comma list, e.g. fp32,fp16,int8 (default fp32; "
+                                                       "PyTorch formats run fp32 only)")
+    p.add_argument("--threads", type=_list(int), help="CPU thread counts, e.g. 1,2,4 (default 1)")
+    p.add_argument("--imgsz", type=_list(int), help="input sizes, e.g. 224,256 (default: each model's own; "
+                                                     "exported files keep theirs)")
+    p.add_argument("--batch", type=int, help="batch size (default 1)")
+    p.add_argument("--warmup", type=int, help="warm-up runs after the first inference (default 5)")
+    p.add_argument("--runs", type=int, help="timed runs (default 30)")
+    p.add_argument("--min-seconds", type=float, help="keep timing until this many seconds per configuration")
+    p.add_argument("--max-seconds", type=float, help="stop timing a configuration after this many seconds, even "
+                                                      "short of --runs (default 30)")
+    p.add_argument("--rounds", type=int, help="host: interleave each model's configurations in N rounds (default 5)")
+    p.add_argument("--target", help=f"where to run: {', '.join(TARGETS)} (default host)")
+    p.add_argument("--delegates", type=_list(), help=f"benchmark_model delegates: {', '.join(DELEGATES)} "
+                                                      "(default xnnpack)")
+    p.add_argument("--taskset", help="benchmark_model targets: CPU mask to pin to, e.g. f0 (big cores)")
+    p.add_argument("--benchmark-model", help=f"LiteRT benchmark_model binary (or ${BENCHMARK_MODEL_ENV})")
+    p.add_argument("--benchmark-model-args", type=shlex.split, help="extra benchmark_model flags, quoted")
+    p.add_argument("--cache-dir", help="where on-the-fly exports are cached (default ~/.cache/xformer/exports; "
+                                          "delete it to re-export)")
+    p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("--suite", help="YAML suite file with these settings (flags given here override it)")
+    p.add_argument("--out", help="write results.json, results.csv, results.md and plots to this directory")
+    p.add_argument("--compare", help="an earlier results.json: show speed-up or regression per row")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _config(args: argparse.Namespace) -> BenchConfig:
+    from .suite import load_suite
+
+    values = load_suite(args.suite) if args.suite else {}
+    for f in fields(BenchConfig):
+        given = getattr(args, f.name, None)
+        if given not in (None, []):
+            values[f.name] = given
+    return BenchConfig(**{"sources": [], **values})
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .harness import run_benchmarks
+    from .record import load_results
+    from .report import compare_results, ratios_table, results_table, write_reports
+
+    config = _config(args)
+    old = load_results(args.compare) if args.compare else None
+    results = run_benchmarks(config, err_console)
+    compare = compare_results(results, old) if old is not None else None
+    console = Console()
+    if not console.is_terminal:  # piped output: room for the table instead of rich's default 80 columns
+        console = Console(width=150)
+    console.print(results_table(results, compare))
+    ratios = ratios_table(results)
+    if ratios is not None:
+        console.print(ratios)
+    for r in results:
+        for warning in r.warnings:
+            err_console.print(f"[bold red]WARNING[/] {r.model} {r.format} {r.precision} {r.delegate or ''} "
+                              f"x{r.threads}: {warning}", highlight=False, soft_wrap=True)
+        if r.error:
+            err_console.print(f"[red]failed[/] {r.model} {r.format} {r.precision} x{r.threads}: {r.error}",
+                              highlight=False, soft_wrap=True)
+    if args.out:
+        for path in write_reports(results, args.out, config.to_dict(), compare):
+            console.print(f"wrote {path}", highlight=False)
+    if not any(r.ok for r in results):
+        raise XFormerError("no configuration produced numbers; the reasons are listed above")

@@ -1,0 +1,94 @@
+"""Plots of a run (PNG, matplotlib's Agg backend, imported only here so `import xformer` stays light).
+
+- latency vs params: one point per model and setting, like the paper's comparison figure;
+- latency bars: per model, one bar per format/precision (one panel per thread count), error bars p5-p95.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .record import BenchResult
+
+__all__ = ["plot_latency_bars", "plot_latency_vs_params"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _setting(r: BenchResult, targets: int) -> str:
+    label = f"{r.format} {r.precision}" + (f" {r.delegate}" if r.delegate else "")
+    return label + (f" @{r.target}" if targets > 1 else "")
+
+
+def _error(r: BenchResult) -> tuple[float, float]:
+    """Distance from the median down to p5 and up to p95 (std either way when percentiles are missing)."""
+    lat, mid = r.latency, r.median_ms
+    if lat.p5 is not None and lat.p95 is not None:
+        return max(mid - lat.p5, 0.0), max(lat.p95 - mid, 0.0)
+    return (lat.std or 0.0), (lat.std or 0.0)
+
+
+def plot_latency_vs_params(results: list[BenchResult], path: str | Path) -> Path | None:
+    ok = [r for r in results if r.ok and r.params]
+    if not ok:
+        return None
+    plt = _pyplot()
+    targets = len({r.target for r in ok})
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    series = sorted({(_setting(r, targets), r.threads) for r in ok})
+    for label, threads in series:
+        points = sorted((r for r in ok if (_setting(r, targets), r.threads) == (label, threads)),
+                        key=lambda r: r.params)
+        xs = [r.params / 1e6 for r in points]
+        ys = [r.median_ms for r in points]
+        err = list(zip(*[_error(r) for r in points], strict=True))
+        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=f"{label}, {threads} thr")
+        for r, x, y in zip(points, xs, ys, strict=True):
+            ax.annotate(r.model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel("median latency (ms), bars p5-p95")
+    ax.set_title("Latency vs parameters")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_latency_bars(results: list[BenchResult], path: str | Path) -> Path | None:
+    ok = [r for r in results if r.ok]
+    if not ok:
+        return None
+    plt = _pyplot()
+    targets = len({r.target for r in ok})
+    thread_counts = sorted({r.threads for r in ok})
+    models = list(dict.fromkeys(r.model for r in ok))
+    settings = list(dict.fromkeys(_setting(r, targets) for r in ok))
+    width = 0.8 / len(settings)
+    fig, axes = plt.subplots(1, len(thread_counts), figsize=(max(6, 2.2 * len(models)) * len(thread_counts), 4.8),
+                             dpi=120, squeeze=False, sharey=True)
+    for ax, threads in zip(axes[0], thread_counts, strict=True):
+        for i, setting in enumerate(settings):
+            rows = {r.model: r for r in ok if r.threads == threads and _setting(r, targets) == setting}
+            xs = [m + (i - (len(settings) - 1) / 2) * width for m in range(len(models)) if models[m] in rows]
+            chosen = [rows[name] for name in models if name in rows]
+            if chosen:
+                err = list(zip(*[_error(r) for r in chosen], strict=True))
+                ax.bar(xs, [r.median_ms for r in chosen], width, yerr=err, capsize=3, label=setting)
+        ax.set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"{threads} thread{'s' if threads > 1 else ''}")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("median latency (ms), bars p5-p95")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
