@@ -51,23 +51,33 @@ public final class Classifier {
     }
 
     /**
-     * Times inference alone ({@code runs} times after {@code warmup} untimed runs) on the current input
-     * buffer: the last classified image, or zeros before the first.
+     * Times one inference on the current input buffer (zeros before the first image). Right after loading,
+     * this is the first inference, which includes delegate and allocation warm-up ({@code first_ms} in
+     * {@code xformer bench}).
      */
-    public LatencyStats benchmark(int warmup, int runs) {
+    public double timeOneInference() {
+        long start = System.nanoTime();
+        runOnce();
+        return millis(System.nanoTime() - start);
+    }
+
+    /**
+     * Times inference alone on the current input buffer: {@code warmup} runs, then {@code runs} timed runs,
+     * summarised like {@code xformer bench} does.
+     */
+    public BenchmarkResult benchmark(int warmup, int runs) {
         if (warmup < 0 || runs < 1) {
             throw new IllegalArgumentException("need warmup >= 0 and runs >= 1, got " + warmup + " and " + runs);
         }
+        double warmupTotal = 0;
         for (int i = 0; i < warmup; i++) {
-            runOnce();
+            warmupTotal += timeOneInference();
         }
         double[] samples = new double[runs];
         for (int i = 0; i < runs; i++) {
-            long start = System.nanoTime();
-            runOnce();
-            samples[i] = millis(System.nanoTime() - start);
+            samples[i] = timeOneInference();
         }
-        return new LatencyStats(samples);
+        return new BenchmarkResult(warmup, warmup > 0 ? warmupTotal / warmup : 0.0, new LatencyStats(samples));
     }
 
     private void runOnce() {

@@ -3,41 +3,53 @@ package org.xformer.demo.core;
 import java.util.Arrays;
 
 /**
- * Summary of repeated timings in milliseconds. Median and percentiles interpolate linearly between
- * order statistics, as numpy's {@code median}/{@code percentile} do, so app and Python report alike.
+ * Summary of timed runs in milliseconds, in the same terms as {@code xformer bench}
+ * (xformer/benchmarks/stats.py): the median is the headline, the trimmed mean drops {@code floor(0.1 n)} runs
+ * from each end, and mean, std (sample, ddof=1), min, max and the percentiles (numpy's linear interpolation)
+ * cover all runs.
  */
 public final class LatencyStats {
+    static final double TRIM_FRACTION = 0.1;
+
     public final int runs;
     public final double meanMs;
     public final double medianMs;
-    public final double p90Ms;
+    public final double stdMs;
     public final double minMs;
     public final double maxMs;
-    /** Population standard deviation (numpy's default, ddof=0). */
-    public final double stdMs;
+    public final double trimmedMeanMs;
+    public final double p5Ms;
+    public final double p90Ms;
+    public final double p95Ms;
 
     public LatencyStats(double[] samplesMs) {
         if (samplesMs.length == 0) {
-            throw new IllegalArgumentException("no timings to summarise");
+            throw new IllegalArgumentException("no timed runs to summarise");
         }
         double[] sorted = samplesMs.clone();
         Arrays.sort(sorted);
-        double sum = 0;
-        for (double v : sorted) {
-            sum += v;
-        }
-        double mean = sum / sorted.length;
+        int n = sorted.length;
+        double mean = mean(sorted, 0, n);
         double squares = 0;
         for (double v : sorted) {
             squares += (v - mean) * (v - mean);
         }
-        this.runs = sorted.length;
+        int cut = (int) Math.floor(TRIM_FRACTION * n);
+        this.runs = n;
         this.meanMs = mean;
         this.medianMs = percentile(sorted, 50);
-        this.p90Ms = percentile(sorted, 90);
+        this.stdMs = n > 1 ? Math.sqrt(squares / (n - 1)) : 0.0;
         this.minMs = sorted[0];
-        this.maxMs = sorted[sorted.length - 1];
-        this.stdMs = Math.sqrt(squares / sorted.length);
+        this.maxMs = sorted[n - 1];
+        this.trimmedMeanMs = mean(sorted, cut, n - cut);
+        this.p5Ms = percentile(sorted, 5);
+        this.p90Ms = percentile(sorted, 90);
+        this.p95Ms = percentile(sorted, 95);
+    }
+
+    /** Frames per second at batch 1, from the median as {@code xformer bench} reports it. */
+    public double fps() {
+        return 1000.0 / medianMs;
     }
 
     /** Linear interpolation between the two nearest ranks of sorted values (numpy's default method). */
@@ -52,9 +64,11 @@ public final class LatencyStats {
         return t >= 0.5 ? b - (b - a) * (1 - t) : a + (b - a) * t;
     }
 
-    @Override
-    public String toString() {
-        return String.format("median %.2f ms, p90 %.2f ms, mean %.2f ms, min %.2f ms, max %.2f ms (%d runs)",
-                medianMs, p90Ms, meanMs, minMs, maxMs, runs);
+    private static double mean(double[] values, int from, int to) {
+        double sum = 0;
+        for (int i = from; i < to; i++) {
+            sum += values[i];
+        }
+        return sum / (to - from);
     }
 }

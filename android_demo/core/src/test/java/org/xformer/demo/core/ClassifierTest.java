@@ -84,8 +84,13 @@ public class ClassifierTest {
     @Test
     public void benchmarkRunsWarmupPlusTimedRuns() throws Exception {
         ChannelSumEngine engine = new ChannelSumEngine();
-        LatencyStats stats = new Classifier(metadata(), engine).benchmark(3, 7);
-        assertEquals(10, engine.runs);
+        Classifier classifier = new Classifier(metadata(), engine);
+        assertTrue(classifier.timeOneInference() >= 0);
+        BenchmarkResult result = classifier.benchmark(3, 7);
+        assertEquals(11, engine.runs);
+        assertEquals(3, result.warmupRuns);
+        assertTrue(result.warmupMeanMs >= 0);
+        LatencyStats stats = result.latency;
         assertEquals(7, stats.runs);
         assertTrue(stats.minMs <= stats.medianMs && stats.medianMs <= stats.p90Ms && stats.p90Ms <= stats.maxMs);
     }

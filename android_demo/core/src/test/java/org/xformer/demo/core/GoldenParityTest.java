@@ -122,7 +122,7 @@ public class GoldenParityTest {
     }
 
     @Test
-    public void latencyStatisticsMatchNumpy() throws Exception {
+    public void latencyStatisticsMatchXformerBench() throws Exception {
         Map<String, Object> expected = goldens.section("latency");
         List<?> samples = (List<?>) expected.get("samples_ms");
         double[] values = new double[samples.size()];
@@ -130,12 +130,23 @@ public class GoldenParityTest {
             values[i] = Goldens.number(samples.get(i));
         }
         LatencyStats stats = new LatencyStats(values);
-        assertEquals(Goldens.number(expected.get("median")), stats.medianMs, 1e-12);
-        assertEquals(Goldens.number(expected.get("p90")), stats.p90Ms, 1e-12);
-        assertEquals(Goldens.number(expected.get("mean")), stats.meanMs, 1e-12);
-        assertEquals(Goldens.number(expected.get("std")), stats.stdMs, 1e-12);
-        assertEquals(Goldens.number(expected.get("min")), stats.minMs, 0);
-        assertEquals(Goldens.number(expected.get("max")), stats.maxMs, 0);
+        @SuppressWarnings("unchecked")
+        Map<String, Object> bench = (Map<String, Object>) expected.get("summary");
+        assertEquals(Goldens.integer(bench.get("runs")), stats.runs);
+        double[][] pairs = {
+            {Goldens.number(bench.get("median")), stats.medianMs},
+            {Goldens.number(bench.get("mean")), stats.meanMs},
+            {Goldens.number(bench.get("std")), stats.stdMs},
+            {Goldens.number(bench.get("min")), stats.minMs},
+            {Goldens.number(bench.get("max")), stats.maxMs},
+            {Goldens.number(bench.get("trimmed_mean")), stats.trimmedMeanMs},
+            {Goldens.number(bench.get("p5")), stats.p5Ms},
+            {Goldens.number(bench.get("p90")), stats.p90Ms},
+            {Goldens.number(bench.get("p95")), stats.p95Ms},
+        };
+        for (double[] pair : pairs) {
+            assertEquals(pair[0], pair[1], 1e-12);
+        }
     }
 
     private static String compareTensors(TensorInfo info, ByteBuffer actual, ByteBuffer expected) {
