@@ -117,3 +117,20 @@ def test_failed_save_leaves_no_file(tmp_path):
         tmp.write_bytes(b"partial")
         raise ZeroDivisionError
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_directory_replaces_a_bundle_only_when_complete(tmp_path):
+    target = tmp_path / "model.mlpackage"
+    with atomic_path(target, directory=True) as tmp:
+        assert tmp.is_dir() and tmp.name.endswith(".tmp.mlpackage")
+        (tmp / "weights.bin").write_bytes(b"v1")
+    assert (target / "weights.bin").read_bytes() == b"v1"
+    with pytest.raises(ZeroDivisionError), atomic_path(target, directory=True) as tmp:
+        (tmp / "weights.bin").write_bytes(b"partial")
+        raise ZeroDivisionError
+    assert (target / "weights.bin").read_bytes() == b"v1" and os.listdir(tmp_path) == ["model.mlpackage"]
+    with atomic_path(target, directory=True) as tmp:
+        tmp.rmdir()  # writers such as coremltools delete and recreate the directory
+        tmp.mkdir()
+        (tmp / "model.mlmodel").write_bytes(b"v2")
+    assert os.listdir(target) == ["model.mlmodel"] and os.listdir(tmp_path) == ["model.mlpackage"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from xformer import create_model
-from xformer.export.deploy import deploy_model, fold_groups, has_deploy_form, unfold_groups
+from xformer.export.deploy import TARGETS, deploy_model, fold_groups, has_deploy_form, unfold_groups
 
 from .conftest import CLASSIFIERS
 
@@ -32,7 +32,7 @@ def _perturbed(name: str, **options):
 
 
 @pytest.mark.parametrize("name", DEPLOYABLE)
-@pytest.mark.parametrize("target", ["generic", "tflite"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_deploy_form_matches_training_form(name, target):
     model = _perturbed(name)
     deployed = deploy_model(model, target=target)
@@ -45,7 +45,7 @@ def test_deploy_form_matches_training_form(name, target):
 def test_deploy_form_of_other_attentions(attention):
     model = _perturbed("xformer_xxs", attention=attention)
     x = torch.rand(1, 3, 256, 256)
-    for target in ("generic", "tflite"):
+    for target in TARGETS:
         with torch.no_grad():
             assert (deploy_model(model, target=target)(x) - model(x)).abs().max().item() <= 1e-5
 
@@ -73,3 +73,11 @@ def test_unfold_fold_round_trip(target):
     assert groups.shape == (8, 3, 4, 3)
     assert torch.equal(groups[0], x[:, :, 0::2, 0::2][0]) and torch.equal(groups[3 * 2 + 1], x[1, :, 1::2, 1::2])
     assert torch.equal(fold_groups(groups, target), x)
+
+
+def test_coreml_form_stays_finite_in_fp16_on_a_black_frame():
+    """fp16 flushes the training form's 1e-24 floor to zero: an all-zero channel would give 0 / 0."""
+    deployed = deploy_model(create_model("xformer_xxs"), target="coreml")
+    with torch.no_grad():
+        model = deployed.half()
+        assert torch.isfinite(model(torch.zeros(1, 3, 256, 256, dtype=torch.float16))).all()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,25 +33,46 @@ class atomic_path:
     """Context manager yielding a temporary path next to `target`, renamed onto it only on success.
 
     Every writer uses it so an interrupted or failed write never leaves a half-written file behind.
+    With `directory=True` the temporary path is an empty directory (for bundles such as .mlpackage, which
+    the writer may also delete and recreate); an existing target directory is replaced only after the new
+    one is complete.
     """
 
-    def __init__(self, target: str | Path, suffix: str | None = None):
+    def __init__(self, target: str | Path, suffix: str | None = None, directory: bool = False):
         self.target = Path(target)
         self.suffix = suffix if suffix is not None else self.target.suffix
+        self.directory = directory
 
     def __enter__(self) -> Path:
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=f".tmp{self.suffix}",
-                                   dir=self.target.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        names = {"prefix": f".{self.target.name}.", "suffix": f".tmp{self.suffix}", "dir": self.target.parent}
+        if self.directory:
+            self.tmp = Path(tempfile.mkdtemp(**names))
+        else:
+            fd, tmp = tempfile.mkstemp(**names)
+            os.close(fd)
+            self.tmp = Path(tmp)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
+        if exc_type is not None:
+            _remove(self.tmp)
+        elif not self.directory:
             os.replace(self.tmp, self.target)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        elif not self.target.exists():
+            os.replace(self.tmp, self.target)
+        else:  # os.replace cannot overwrite a non-empty directory: move the old one aside first
+            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".old", dir=self.target.parent))
+            os.replace(self.target, old / self.target.name)
+            os.replace(self.tmp, self.target)
+            _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def weights_sha256(model: nn.Module) -> str:

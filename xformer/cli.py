@@ -115,14 +115,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .export.validate import validate_file
+    from .export.validate import per_layer_file, validate_file
 
     report = validate_file(args.file, args.ckpt, args.model)
     _print_metadata(f"parity of {Path(args.file).name} against PyTorch", report.to_dict())
+    if args.per_layer:
+        _print_per_layer(Path(args.file).name, per_layer_file(args.file, args.ckpt, args.model, args.images))
     return 0 if report.passed else 1
 
 
-_FORMAT_OPTIONS = ("dynamic_batch", "simplify", "opset", "channels_last_io")
+def _print_per_layer(name: str, report, rows: int = 15) -> None:
+    table = Table(title=f"{name}: layers adding the most error (relative to fp32 PyTorch)")
+    for column in ("#", "layer", "kind", "output of", "added", "rel. error", "cosine"):
+        table.add_column(column, justify="left" if column in ("layer", "kind", "output of") else "right")
+    order = {id(r): i for i, r in enumerate(report.rows)}
+    for r in sorted(report.rows, key=lambda r: -r.added)[:rows]:
+        table.add_row(str(order[id(r)]), r.layer or "(model)", r.kind, r.output_of or "logits", f"{r.added:+.4f}",
+                      f"{r.rel_error:.4f}", f"{r.cosine:.5f}")
+    console.print(table)
+    kinds = ", ".join(f"{kind} {added:.3f}" for kind, added in list(report.by_kind.items())[:6])
+    console.print(f"error added by module kind: {kinds}")
+    worst = report.worst
+    console.print(f"most divergent: {worst.layer or '(model)'} ({worst.kind}) adds {worst.added:.4f}; "
+                  f"output relative error {report.rows[-1].rel_error:.4f} over {len(report.rows)} layers")
+
+
+_FORMAT_OPTIONS = ("dynamic_batch", "simplify", "opset", "channels_last_io", "tflite_converter", "calib", "int8_io",
+                   "coreml_input")
 
 
 def _add_export_parser(sub) -> None:
@@ -146,9 +165,19 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--dynamic-batch", action="store_true", default=None, help="ONNX: dynamic batch axis")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", default=None, help="ONNX: skip onnxsim")
     p.add_argument("--opset", type=int, help="ONNX opset (default and minimum 18)")
+    p.add_argument("--tflite-converter", choices=("litert-torch", "onnx2tf"),
+                   help="TFLite: PyTorch -> TFLite with litert-torch (default) or ONNX -> TFLite with onnx2tf")
+    p.add_argument("--calib", metavar="DIR", help="int8/w8a16: folder of calibration images, 100+ recommended "
+                                                  "(default: the bundled sample photos)")
+    p.add_argument("--int8-io", action="store_true", default=None,
+                   help="TFLite int8: int8 input and output tensors (default float32; scale and zero point are in "
+                        "the file's metadata)")
+    p.add_argument("--coreml-input", choices=("image", "tensor"),
+                   help="CoreML: an image input, as Xcode and Vision expect (default), or a float32 tensor "
+                        "preprocessed by the caller")
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--nhwc", dest="channels_last_io", action="store_true", default=None,
-                        help="NHWC image input (default for TFLite)")
+                        help="NHWC image input (default for TFLite; CoreML: with --coreml-input tensor)")
     layout.add_argument("--nchw", dest="channels_last_io", action="store_false",
                         help="NCHW image input (default for ONNX)")
     p.set_defaults(func=_cmd_export)
@@ -189,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", help="checkpoint it was exported from (default: the model named in its metadata, "
                                   "seeded weights; the weights' sha256 must match)")
     p.add_argument("--model", help="architecture of a plain state_dict given with --ckpt")
+    p.add_argument("--per-layer", action="store_true",
+                   help="TFLite: error of every layer's output against fp32 PyTorch, to find where a quantised "
+                        "file diverges (SiLU, XFA, ...)")
+    p.add_argument("--images", metavar="DIR", help="--per-layer inputs: images like the calibration set "
+                                                   "(default: the bundled sample photos)")
     p.set_defaults(func=_cmd_validate)
 
     bench.register(sub)

@@ -94,12 +94,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     if ratios is not None:
         console.print(ratios)
     for r in results:
+        what = " ".join(filter(None, (r.model, r.format, r.precision, r.delegate, f"x{r.threads}")))
         for warning in r.warnings:
-            err_console.print(f"[bold red]WARNING[/] {r.model} {r.format} {r.precision} {r.delegate or ''} "
-                              f"x{r.threads}: {warning}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]WARNING[/] {what}: {warning}", highlight=False, soft_wrap=True)
         if r.error:
-            err_console.print(f"[red]failed[/] {r.model} {r.format} {r.precision} x{r.threads}: {r.error}",
-                              highlight=False, soft_wrap=True)
+            err_console.print(f"[red]failed[/] {what}: {r.error}", highlight=False, soft_wrap=True)
     if args.out:
         for path in write_reports(results, args.out, config.to_dict(), compare):
             console.print(f"wrote {path}", highlight=False)

@@ -14,7 +14,10 @@ Every exporter converts this form, so improvements here help ONNX, TFLite and Co
 `target="tflite"` lays attention out token-major (NHWC, as LiteRT stores tensors) and expresses transposed
 matmul operands as BATCH_MATMUL adj flags, so the TFLite graph has no TRANSPOSE inside attention; the
 default "generic" target keeps heads channel-major (one transpose of k per layer, which ONNX Runtime and
-CoreML fold into their matmul kernels).
+CoreML fold into their matmul kernels). `target="coreml"` is the generic form with LayerNorm written as
+`centred * rsqrt(var + eps)`: coremltools fuses exactly that pattern into one `layer_norm` op on the channel
+axis (7 MIL ops become 1, and the Neural Engine computes the variance internally instead of squaring fp16
+activations, which overflow above 256), and with an XFA normalisation floor that fp16 can represent.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from ..models.blocks import ConvNormAct, InvertedResidual, TransformerLayer, XFo
 
 __all__ = ["DeployXFA", "deploy_model", "fold_batchnorm", "has_deploy_form"]
 
-TARGETS = ("generic", "tflite")
+TARGETS = ("generic", "tflite", "coreml")
+FP16_TINY = 2.0**-14  # smallest normal fp16 number
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> nn.Conv2d:
@@ -90,15 +94,21 @@ class DeployInvertedResidual(nn.Module):
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of a (B, C, H, W) map, without affine (folded into the next conv)."""
+    """LayerNorm over the channel axis of a (B, C, H, W) map, without affine (folded into the next conv).
 
-    def __init__(self, eps: float):
+    For CoreML it multiplies by rsqrt, the pattern coremltools fuses into one `layer_norm(axes=[1])`; elsewhere
+    it divides by sqrt (ONNX has no Rsqrt, so rsqrt would cost an extra Reciprocal node).
+    """
+
+    def __init__(self, eps: float, target: str = "generic"):
         super().__init__()
         self.eps = eps
+        self.rsqrt = target == "coreml"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred = x - x.mean(dim=1, keepdim=True)
-        return centred / torch.sqrt((centred * centred).mean(dim=1, keepdim=True) + self.eps)
+        variance = (centred * centred).mean(dim=1, keepdim=True) + self.eps
+        return centred * torch.rsqrt(variance) if self.rsqrt else centred / torch.sqrt(variance)
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor, target: str, adj_a: bool = False, adj_b: bool = False) -> torch.Tensor:
@@ -116,7 +126,7 @@ class _DeployAttention(nn.Module):
 
     Input is the LayerNorm-normalised map (LayerNorm affine folded into `qkv`); the caller adds the output to
     the residual. Two layouts of the same arithmetic:
-    - target "generic" (ONNX, CoreML): channel-major heads, a free reshape to (groups, heads, c, tokens);
+    - targets "generic" (ONNX) and "coreml": channel-major heads, a free reshape to (groups, heads, c, tokens);
     - target "tflite": token-major (groups, tokens, d), which is NHWC as LiteRT stores it, so no TRANSPOSE is
       needed; heads are split along channels and every transposed operand is an adj flag of BATCH_MATMUL.
     """
@@ -143,7 +153,12 @@ class _DeployAttention(nn.Module):
 class DeployXFA(_DeployAttention):
     """Fused cross feature attention (both readings). q and k are L2-normalised over tokens by one op chain
     that also applies the per-head temperature: dividing q by ||q|| / t equals multiplying the logits by t
-    (reading A) or the output by t (reading B)."""
+    (reading A) or the output by t (reading B).
+
+    For CoreML, which computes in fp16, the norm itself is clamped, at fp16's smallest normal number: the
+    floor 1e-24 under the sum of squares flushes to 0 in fp16, so a channel that is zero over all tokens (an
+    all-black frame with seeded weights) gave 0 / 0 = NaN. Only channels with ||q|| < 6e-5 see the floor.
+    """
 
     def __init__(self, attn: CrossFeatureAttention | LinearCrossFeatureAttention, norm: nn.LayerNorm,
                  target: str = "generic"):
@@ -158,7 +173,11 @@ class DeployXFA(_DeployAttention):
 
     def _normalise(self, qk: torch.Tensor, token_axis: int) -> torch.Tensor:
         sumsq = (qk * qk).sum(dim=token_axis, keepdim=True)
-        return qk / (torch.sqrt(torch.clamp_min(sumsq, L2_EPS * L2_EPS)) * self.norm_scale)
+        if self.target == "coreml":
+            norm = torch.clamp_min(torch.sqrt(sumsq), FP16_TINY)
+        else:
+            norm = torch.sqrt(torch.clamp_min(sumsq, L2_EPS * L2_EPS))
+        return qk / (norm * self.norm_scale)
 
     def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
         heads = self.num_heads
@@ -211,9 +230,9 @@ class DeployTransformerLayer(nn.Module):
     def __init__(self, layer: TransformerLayer, target: str):
         super().__init__()
         attn_cls = DeployMHSA if isinstance(layer.attn, MultiHeadSelfAttention) else DeployXFA
-        self.norm1 = ChannelLayerNorm(layer.norm1.eps)
+        self.norm1 = ChannelLayerNorm(layer.norm1.eps, target)
         self.attn = attn_cls(layer.attn, layer.norm1, target)
-        self.norm2 = ChannelLayerNorm(layer.norm2.eps)
+        self.norm2 = ChannelLayerNorm(layer.norm2.eps, target)
         fc1, act, _, fc2, _ = layer.ffn
         self.fc1 = _linear_as_conv(fc1.weight, fc1.bias, layer.norm2)
         self.act = copy.deepcopy(act)
@@ -233,12 +252,15 @@ def fold_groups(x: torch.Tensor, target: str = "generic") -> torch.Tensor:
     """Inverse of unfold_groups: interleave columns, then rows, with rank <= 4 concats and reshapes.
 
     The interleave runs on the axis order the target stores: NCHW for "generic", NHWC for "tflite" (the
-    permutes around it cancel against LiteRT's own layout), so neither graph needs a TRANSPOSE here.
+    permutes around it cancel against LiteRT's own layout), so neither graph needs a TRANSPOSE here. For
+    "tflite" the map is permuted once, before the batch slices: permuting each slice instead left litert-torch
+    with four TRANSPOSE ops per block.
     """
     b = x.shape[0] // 4
+    if target == "tflite":
+        x = x.permute(0, 2, 3, 1)
     g00, g01, g10, g11 = x[:b], x[b: 2 * b], x[2 * b: 3 * b], x[3 * b:]  # slices keep a dynamic batch symbolic
     if target == "tflite":
-        g00, g01, g10, g11 = (g.permute(0, 2, 3, 1) for g in (g00, g01, g10, g11))
         b, h, w, d = g00.shape
         row0 = torch.cat([g00.reshape(b * h, w, 1, d), g01.reshape(b * h, w, 1, d)], dim=2).reshape(b * h, 1, 2 * w, d)
         row1 = torch.cat([g10.reshape(b * h, w, 1, d), g11.reshape(b * h, w, 1, d)], dim=2).reshape(b * h, 1, 2 * w, d)
@@ -256,7 +278,7 @@ class DeployXFormerBlock(nn.Module):
             raise ValueError(f"the deploy form supports 2x2 patches, got {block.patch_size}")
         self.local = nn.Sequential(ConvAct(block.local[0]), ConvAct(block.local[1]))
         self.transformer = nn.Sequential(*[DeployTransformerLayer(layer, target) for layer in block.transformer])
-        self.norm = ChannelLayerNorm(block.norm.eps)
+        self.norm = ChannelLayerNorm(block.norm.eps, target)
         # The transformer's final LayerNorm affine folds into the 1x1 projection (which also absorbs its BN).
         proj_conv = fold_batchnorm(block.proj[0], block.proj[1])
         folded = _linear_as_conv(proj_conv.weight.reshape(proj_conv.out_channels, -1), proj_conv.bias, block.norm)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..checkpoint import atomic_path, load_model
 from ..errors import ExportError, XFormerError
+from .deploy import TARGETS as DEPLOY_TARGETS
 from .deploy import deploy_model, has_deploy_form
 from .formats import ExportFormat, parse_formats
 from .metadata import build_metadata
@@ -114,14 +115,14 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
     out_dir = Path(out_dir)
     records = []
     reference_inputs = None
+    channels_last_io = options.pop("channels_last_io", None)  # passed to exporters as its own argument
     for fmt, precision in plan:
         record = ArtifactRecord(fmt.name, precision, deploy=deploy)
         start = time.perf_counter()
         try:
             fmt.require()
-            channels_last = options.get("channels_last_io")
-            channels_last = fmt.channels_last_default if channels_last is None else channels_last
-            target = "tflite" if fmt.name == "tflite" else "generic"
+            channels_last = fmt.channels_last_default if channels_last_io is None else channels_last_io
+            target = fmt.name if fmt.name in DEPLOY_TARGETS else "generic"
             if deploy and has_deploy_form(model):
                 form = deploy_model(model, channels_last, target)
             else:
@@ -130,7 +131,7 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
                                       layout="NHWC" if channels_last else "NCHW", input_size=input_size,
                                       deploy=deploy)
             path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
-            with atomic_path(path) as tmp:
+            with atomic_path(path, directory=fmt.directory) as tmp:
                 details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
                                               metadata=metadata, precision=precision, reference=model, **options)
             record.path, record.ok = path, True
@@ -174,6 +175,14 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
     except XFormerError as err:
         record.parity = {"passed": None, "not_run": str(err)}
         console.print(f"  parity not run: {err}")
+        # CoreML cannot predict off macOS; its exporter evaluated the saved MIL program instead, which then
+        # stands for the parity here (and fails the record when it fails).
+        mil = record.details.get("mil_parity")
+        if mil is not None:
+            record.parity = {**mil, "not_run": str(err)}
+            verdict = "[green]ok[/]" if mil["passed"] else f"[bold red]FAILED[/] ({'; '.join(mil['failures'])})"
+            console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
+                          f"top-1 {mil['top1_agreement']:.0%} {verdict}")
         return cache
     if cache is None:
         spec = model.model_config.preprocess.with_input_size(input_size)
@@ -222,6 +231,13 @@ def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> 
                       f"{p['top1_agreement']:.0%}" if "top1_agreement" in p else p.get("not_run", "-")[:30],
                       status if r.ok else f"failed: {r.error[:60]}")
     out.print(table)
+    for r in records:
+        gpu = r.details.get("gpu")
+        if r.ok and gpu is not None:  # TFLite: what decides whether a phone's GPU delegate takes the whole graph
+            in_attention = r.details.get("attention_transposes")
+            out.print(f"  {r.path.name}: {r.details['ops']} ops, {r.details['transposes']} TRANSPOSE"
+                      f"{'' if in_attention is None else f' ({in_attention} in attention layers)'}, "
+                      f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}")
     for r in records:
         if r.ok:
             out.print(f"  xformer predict {r.path} image.jpg    xformer bench {r.path}")

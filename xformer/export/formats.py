@@ -25,6 +25,7 @@ class ExportFormat:
     exporter: str  # "module:function" relative to xformer.export
     channels_last_default: bool
     description: str
+    directory: bool = False  # the file is a directory bundle (.mlpackage), written atomically as one
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -46,6 +47,21 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         options=("dynamic_batch", "simplify", "opset", "channels_last_io"),
         exporter="onnx_export:export_onnx", channels_last_default=False,
         description="ONNX (torch.onnx dynamo exporter, onnxsim-simplified), runs in ONNX Runtime"),
+    ExportFormat(
+        name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "dynamic-int8", "int8", "w8a16"),
+        default_precisions=("fp32",), extra="tflite",
+        modules=("ai_edge_litert", "litert_torch", "ai_edge_quantizer", "torchao"),
+        options=("tflite_converter", "calib", "int8_io", "channels_last_io"),
+        exporter="tflite_export:export_tflite", channels_last_default=True,
+        description="TFLite (litert-torch, or onnx2tf via ONNX), runs in LiteRT with XNNPACK or the GPU delegate"),
+    ExportFormat(
+        name="coreml", suffix=".mlpackage", precisions=("fp16", "fp32", "int8", "palette6"),
+        default_precisions=("fp16",), extra="coreml", modules=("coremltools",),
+        options=("coreml_input", "channels_last_io"),
+        exporter="coreml_export:export_coreml", channels_last_default=False,
+        description="CoreML ML program (iOS 16+) with image input and classifier outputs; checked on Linux by "
+                    "evaluating its MIL program, predicts on macOS",
+        directory=True),
 )}
 
 

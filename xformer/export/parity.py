@@ -34,6 +34,7 @@ TOLERANCES: dict[str, Tolerance] = {
     "dynamic-int8": Tolerance(),
     "int8": Tolerance(),
     "w8a16": Tolerance(),
+    "palette6": Tolerance(),
 }
 
 

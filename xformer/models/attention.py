@@ -101,7 +101,9 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        # split then a rank-4 reshape per operand: no rank-5 tensor, which CoreML and mobile NPUs handle badly
+        q, k, v = (t.reshape(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
+                   for t in self.qkv(x).split(d, dim=-1))
         attn = self.attn_drop(((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1))
         y = (attn @ v).transpose(1, 2).reshape(b, n, d)
         return self.proj_drop(self.proj(y))

@@ -1,0 +1,263 @@
+"""CoreML export: an ML program (.mlpackage) that Xcode shows as an image classifier, checked on Linux.
+
+Route: `torch.export.export(...).run_decompositions({})` into `coremltools.convert` (mlprogram, iOS 16+).
+torch.export works with any numpy (the TorchScript route needs numpy < 2.4), is the path PyTorch supports
+going forward, and is what the ONNX exporter uses too, so both formats start from the same graph.
+
+Conversion runs in two steps because coremltools cannot combine a classifier with typed outputs: step one
+converts to a MIL program with fp32 `logits` and `probabilities` (the default for fp16 programs on iOS 16+
+would be fp16 outputs, which apps rarely expect); step two adds the classifier (labels, `classLabel` and
+`classLabel_probs`, so Xcode's preview works) and compresses the weights for `int8` (linear, per channel)
+and `palette6` (6-bit k-means palettes). Both compute in fp16. Palettisation is a precision rather than a
+flag so that its file, tolerance and report entry never collide with the fp16 file's.
+
+The image input is a CoreML ImageType when the PreprocessSpec fits one (pixels times one scale); per-channel
+mean/std cannot be expressed there, so they are folded into the model as its first op and the report says so.
+`coreml_input="tensor"` takes a float32 tensor already preprocessed by the contract instead.
+
+After saving, the package is loaded back from disk and its MIL program checked (`mil_eval`): op histogram,
+every tensor's rank, ops per attention layer, and the program evaluated op by op against PyTorch on the
+sample photos. That check is the parity on Linux; on macOS, prediction through `CoreMLRuntime` runs as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ExportError, require
+from ..preprocess import PreprocessSpec
+from .metadata import METADATA_KEY, dumps
+from .parity import compare, parity_inputs, reference_logits
+
+__all__ = ["CoreMLClassifier", "export_coreml", "mil_parity"]
+
+INPUT_KINDS = ("image", "tensor")
+EVALUATOR = "MIL program of the saved package, evaluated op by op with torch (xformer.export.mil_eval)"
+# coremltools draws a tqdm bar for every conversion stage; (module, name) of the tqdm each stage uses.
+_PROGRESS_BARS = (("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
+                  ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+                  ("coremltools.optimize.coreml._quantization_passes", "tqdm"))
+
+
+class CoreMLClassifier(nn.Module):
+    """What the package computes: normalisation CoreML cannot express (if any), the model, logits and softmax."""
+
+    def __init__(self, model: nn.Module, spec: PreprocessSpec | None = None):
+        super().__init__()
+        self.model = model
+        self.normalize = spec is not None
+        if spec is not None:
+            self.register_buffer("mean", torch.tensor(spec.mean).reshape(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(spec.std).reshape(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.normalize:
+            image = (image - self.mean) / self.std
+        logits = self.model(image)
+        return logits, logits.softmax(dim=-1)
+
+
+@contextlib.contextmanager
+def _quiet_conversion():
+    """No progress bars and no converter warnings (torch.export internals, untested versions) on stderr."""
+    import tqdm
+
+    quiet = functools.partial(tqdm.tqdm, disable=True)
+    patched = []
+    for module_name, attr in _PROGRESS_BARS:
+        module = importlib.import_module(module_name)
+        patched.append((module, attr, getattr(module, attr)))
+        setattr(module, attr, quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for module, attr, original in patched:
+            setattr(module, attr, original)
+
+
+def import_coremltools():
+    """coremltools, without its import-time notes (untested torch version, macOS-only libraries missing)."""
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return require("coremltools", "CoreML export", "coreml")
+    finally:
+        logger.setLevel(level)
+
+
+def _attention_weights(classifier: CoreMLClassifier) -> dict[str, tuple[str, str]]:
+    """Attention layer name (as the ONNX report names it) -> MIL const names of its qkv and proj weights.
+
+    torch.export names a parameter `p_` + its dotted path with underscores; coremltools keeps that name and
+    may append a suffix (`_to_fp16`, ...), which `mil_eval.program_stats` allows for.
+    """
+    layers = {}
+    for name, module in classifier.named_modules():
+        if name.endswith(".attn") and isinstance(getattr(module, "qkv", None), nn.Conv2d | nn.Linear):
+            key = name
+            while key.startswith("model."):  # the classifier wrapper and the NHWC wrapper
+                key = key.removeprefix("model.")
+            layers[key] = tuple("p_" + f"{name}.{p}.weight".replace(".", "_") for p in ("qkv", "proj"))
+    return layers
+
+
+def _input_type(ct, kind: str, spec: PreprocessSpec, shape: tuple[int, ...]):
+    if kind == "tensor":
+        return ct.TensorType(name="image", shape=shape, dtype=np.float32)
+    layout = ct.colorlayout.BGR if spec.channel_order == "BGR" else ct.colorlayout.RGB
+    return ct.ImageType(name="image", shape=shape, scale=spec.scale, color_layout=layout)
+
+
+def _compression(ct, precision: str):
+    """The weight compression pass for step two, or None (fp16/fp32 weights)."""
+    import coremltools.optimize.coreml as cto
+
+    if precision == "palette6":
+        require("sklearn", "CoreML palettisation (k-means over each weight tensor)", "coreml")
+        name, config = "compression::palettize_weights", cto.OpPalettizerConfig(mode="kmeans", nbits=6)
+    elif precision == "int8":
+        name = "compression::linear_quantize_weights"
+        config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+    else:
+        return None
+    pipeline = ct.PassPipeline.EMPTY
+    pipeline.append_pass(name)
+    pipeline.set_options(name, {"config": cto.OptimizationConfig(global_config=config)})
+    return pipeline
+
+
+def _describe(mlmodel, metadata: dict, kind: str, shape: tuple[int, ...], normalization: str,
+              coremltools_version: str) -> None:
+    """What Xcode shows: author, license, version, descriptions, and our metadata document."""
+    spec = PreprocessSpec.from_dict(metadata["preprocess"])
+    height, width = spec.input_size
+    arch, sha = metadata["arch"], metadata["weights_sha256"]
+    mlmodel.author = "xformer-mobile"
+    mlmodel.license = "Apache-2.0 (xformer-mobile); the weights keep the license of their checkpoint"
+    mlmodel.version = metadata["xformer_version"]
+    mlmodel.short_description = (f"{arch} image classifier, {metadata['num_classes']} classes, "
+                                 f"{metadata['export']['precision']}, weights sha256 {sha[:12]}; "
+                                 "exported and checked against PyTorch by xformer-mobile")
+    resize = f"short side resized to {spec.resize_size} ({spec.interpolation}), " if spec.resize_size else ""
+    if kind == "image":
+        mlmodel.input_description["image"] = (f"{spec.channel_order} image {width}x{height}: {resize}"
+                                              f"{spec.crop} crop; {normalization}")
+    else:
+        mlmodel.input_description["image"] = (f"float32 {spec.layout} tensor {'x'.join(map(str, shape))} ({resize}"
+                                              f"{spec.crop} crop, pixels * {spec.scale:.6g}, (x - mean) / std "
+                                              "as in xformer_metadata.preprocess)")
+    mlmodel.output_description["logits"] = "raw class scores, before softmax"
+    mlmodel.output_description["classLabel"] = "most likely class"
+    mlmodel.output_description["classLabel_probs"] = "softmax probability of every class"
+    user = mlmodel.user_defined_metadata
+    user[METADATA_KEY] = dumps(metadata)
+    user.update({"arch": arch, "weights_sha256": sha, "preprocess": dumps(metadata["preprocess"]),
+                 "xformer_version": metadata["xformer_version"], "torch_version": metadata["torch_version"],
+                 "coremltools_version": coremltools_version})
+
+
+def _program_inputs(batch: np.ndarray, kind: str, spec: PreprocessSpec, channels_last_io: bool) -> np.ndarray:
+    """The parity batch (preprocessed NCHW floats) as the package takes it: pixels for an ImageType."""
+    if kind == "image":
+        mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1)
+        return np.round((batch * std + mean) / np.float32(spec.scale)).astype(np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 2, 3, 1)) if channels_last_io else batch
+
+
+def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, channels_last_io: bool,
+               precision: str) -> dict:
+    """The saved program against PyTorch on the photos and seeded random inputs, judged by the precision's
+    tolerance (parity.TOLERANCES, as prediction on macOS is).
+
+    fp32 programs are evaluated twice: exactly, and with every tensor rounded to fp16 (what an fp16 export of
+    the same graph computes). `top1_near_ties` counts photos whose reference top-1 leads the runner-up by no
+    more than twice the error on that photo: there the precision, not the conversion, decides the top-1.
+    """
+    from .mil_eval import MILEvaluator
+
+    batch, photos = parity_inputs(spec)
+    expected = reference_logits(reference, batch)
+    inputs = _program_inputs(batch, kind, spec, channels_last_io)
+
+    def check(evaluator: MILEvaluator, tolerance: str) -> dict:
+        logits = np.concatenate([evaluator(image=x[None])["logits"].reshape(1, -1) for x in inputs])
+        report = compare(expected, logits, photos, tolerance).to_dict()
+        runner_up, leader = np.sort(expected[:photos], axis=1)[:, -2:].T
+        error = np.abs(expected[:photos] - logits[:photos]).max(axis=1)
+        report["top1_near_ties"] = int((leader - runner_up <= 2 * error).sum())
+        return report
+
+    result = {**check(MILEvaluator(function), precision), "evaluator": EVALUATOR}
+    if precision == "fp32":
+        rounded = check(MILEvaluator(function, fp16_everywhere=True), "fp16")
+        result["fp16_rounded"] = rounded
+        result["passed"] = result["passed"] and rounded["passed"]
+        result["failures"] = result["failures"] + [f"fp16-rounded: {f}" for f in rounded["failures"]]
+    return result
+
+
+def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], channels_last_io: bool,
+                  metadata: dict, precision: str, reference: nn.Module, coreml_input: str = "image", **_) -> dict:
+    """Convert `model` (deploy form) to an .mlpackage at `path`, then check the saved package; returns details."""
+    ct = import_coremltools()
+    from .mil_eval import load_program, program_stats
+
+    if coreml_input not in INPUT_KINDS:
+        raise ExportError(f"coreml_input must be one of {', '.join(INPUT_KINDS)}, got {coreml_input!r}")
+    if coreml_input == "image" and channels_last_io:
+        raise ExportError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
+                          "tensor inputs only: add --coreml-input tensor or drop --nhwc")
+    compression = _compression(ct, precision)
+    spec = PreprocessSpec.from_dict(metadata["preprocess"])
+    fold = coreml_input == "image" and not spec.is_identity_normalization
+    normalization = ("mean/std are per channel, which an ImageType cannot express: folded into the model"
+                     if fold else f"pixels * {spec.scale:.6g} in the ImageType" if coreml_input == "image"
+                     else "done by the caller")
+    classifier = CoreMLClassifier(model, spec if fold else None).eval()
+    height, width = input_size
+    shape = (1, height, width, 3) if channels_last_io else (1, 3, height, width)
+    example = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    metadata = {**metadata, "export": {**metadata["export"], "coreml_input": coreml_input,
+                                       "normalization": normalization}}
+    with _quiet_conversion(), torch.no_grad():
+        program = torch.export.export(classifier, (example,)).run_decompositions({})
+        mil = ct.convert(program, inputs=[_input_type(ct, coreml_input, spec, shape)],
+                         outputs=[ct.TensorType(name="logits", dtype=np.float32),
+                                  ct.TensorType(name="probabilities", dtype=np.float32)],
+                         convert_to="milinternal", minimum_deployment_target=ct.target.iOS16,
+                         compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
+        # The output dtypes are fixed by now; coremltools' classifier step reorders the outputs and would index
+        # this list past its end.
+        mil.functions["main"].set_output_types(None)
+        mlmodel = ct.convert(mil, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                             classifier_config=ct.ClassifierConfig(list(metadata["labels"]),
+                                                                   predicted_feature_name="classLabel",
+                                                                   predicted_probabilities_output="probabilities"),
+                             compute_precision=ct.precision.FLOAT32,  # step one already chose the precision
+                             pass_pipeline=compression or ct.PassPipeline.EMPTY,
+                             skip_model_load=True)
+    _describe(mlmodel, metadata, coreml_input, shape, normalization, ct.__version__)
+    mlmodel.save(str(path))
+
+    function = load_program(path)
+    stats = program_stats(function, _attention_weights(classifier))
+    details = {"exporter": "torch.export -> coremltools (mlprogram)", "minimum_deployment_target": "iOS16",
+               "coreml_input": coreml_input, "normalization": normalization, **stats}
+    if stats["max_rank"] > 4:
+        details["warnings"] = [f"tensors of rank {stats['max_rank']}: CoreML allows 5, but the Neural Engine "
+                               "and this project's deploy forms keep every tensor at rank <= 4"]
+    details["mil_parity"] = mil_parity(function, reference, spec, coreml_input, channels_last_io, precision)
+    return details

@@ -1,0 +1,185 @@
+"""TFLite export: one function behind the format table, two converter routes, five precisions.
+
+Routes (`--tflite-converter`):
+- `litert-torch` (default): PyTorch -> TFLite directly, from the token-major "tflite" deploy form
+  (`tflite_litert.py`);
+- `onnx2tf`: ONNX -> TensorFlow -> TFLite, from the generic deploy form (`tflite_onnx2tf.py`).
+
+Measured on xformer_s at 256x256 NHWC, fp32, same machine and run (2 shared cores, medians):
+
+    route          ops  TRANSPOSE  in XFA  GPU-incompatible  max abs err  LiteRT ms 1 / 2 threads  convert
+    litert-torch   {LT}
+    onnx2tf        {OT}
+
+litert-torch is the default: no TRANSPOSE anywhere (onnx2tf keeps the generic form's per-layer transposes and
+adds its own around layout changes), per-layer attribution in the report, static int8 through PT2E, and no
+TensorFlow needed.
+
+Precisions: fp32; fp16, dynamic-int8 and w8a16 are derived from the float file by ai-edge-quantizer
+(`tflite_quantize.py`), so each model is converted once per process; int8 is a route's own static
+quantisation (PT2E for litert-torch, `-oiqt` for onnx2tf), calibrated on `--calib DIR` or the sample photos.
+Static files take and return float32 unless `int8_io` asks for int8 I/O. Every file is loaded and run in the
+LiteRT interpreter before it is written, analysed for GPU delegate compatibility and TRANSPOSE ops, and carries
+the metadata document (with its input/output dtype, scale and zero point) as an appended zip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ExportError, require
+from ..preprocess import PreprocessSpec
+from .calibration import load_calibration
+from .formats import FORMATS
+from .metadata import write_tflite_metadata
+from .tflite_graph import gpu_compatibility, read_graph
+from .tflite_quantize import quantize_flatbuffer, tensor_io, with_float_io
+
+__all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "PRECISIONS", "export_tflite"]
+
+CONVERTERS = ("litert-torch", "onnx2tf")
+DEFAULT_CONVERTER = "litert-torch"
+PRECISIONS = FORMATS["tflite"].precisions
+STATIC_PRECISIONS = ("int8", "w8a16")
+
+# Converting takes minutes: every precision of one model in one process starts from the same float conversion,
+# and int8 with float or int8 I/O from the same PT2E conversion.
+_conversions: dict[tuple, bytes] = {}
+_CACHED_CONVERSIONS = 2
+
+
+def _example(input_size: tuple[int, int], channels_last_io: bool) -> torch.Tensor:
+    shape = (1, *input_size, 3) if channels_last_io else (1, 3, *input_size)
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def _onnx_form(model: nn.Module, reference: nn.Module | None) -> nn.Module:
+    """The NCHW module onnx2tf starts from: the generic deploy form when `model` is a deploy form."""
+    from .deploy import deploy_model, has_deploy_form
+
+    if reference is None:
+        raise ExportError("the onnx2tf route needs the training-form model to rebuild the generic deploy form")
+    if has_deploy_form(reference) and not has_deploy_form(model):
+        return deploy_model(reference, channels_last_io=False, target="generic")
+    return reference
+
+
+def _cached(key: tuple, convert, details: dict) -> bytes:
+    if key in _conversions:
+        details["conversion"] = "reused from earlier in this process"
+        return _conversions[key]
+    start = time.perf_counter()
+    flatbuffer = convert()
+    details["conversion"] = f"{time.perf_counter() - start:.1f} s"
+    while len(_conversions) >= _CACHED_CONVERSIONS:
+        _conversions.pop(next(iter(_conversions)))
+    _conversions[key] = flatbuffer
+    return flatbuffer
+
+
+def _model_key(converter: str, input_size: tuple[int, int], channels_last_io: bool, metadata: dict) -> tuple:
+    return (converter, input_size, channels_last_io, metadata["arch"], metadata["weights_sha256"],
+            json.dumps(metadata.get("options", {}), sort_keys=True), metadata["export"].get("deploy"))
+
+
+def _float_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: str, input_size: tuple[int, int],
+                      channels_last_io: bool, metadata: dict, details: dict) -> bytes:
+    def convert() -> bytes:
+        if converter == "litert-torch":
+            from .tflite_litert import convert_float
+
+            return convert_float(model, _example(input_size, channels_last_io))
+        from .tflite_onnx2tf import convert_float
+
+        return convert_float(_onnx_form(model, reference), input_size, channels_last_io, metadata)
+
+    return _cached(("float", *_model_key(converter, input_size, channels_last_io, metadata)), convert, details)
+
+
+def _int8_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: str, input_size: tuple[int, int],
+                     channels_last_io: bool, metadata: dict, calibration: np.ndarray, int8_io: bool,
+                     details: dict) -> bytes:
+    def convert() -> bytes:
+        if converter == "litert-torch":
+            from .tflite_litert import convert_int8
+
+            samples = calibration.transpose(0, 2, 3, 1) if channels_last_io else calibration
+            return convert_int8(model, _example(input_size, channels_last_io), np.ascontiguousarray(samples))
+        from .tflite_onnx2tf import convert_int8
+
+        return convert_int8(_onnx_form(model, reference), input_size, channels_last_io, metadata, calibration,
+                            int8_io)
+
+    # litert-torch always writes int8 I/O (float I/O is added afterwards); onnx2tf writes one file per choice.
+    io_choice = int8_io if converter == "onnx2tf" else None
+    key = ("int8", *_model_key(converter, input_size, channels_last_io, metadata), io_choice,
+           hashlib.sha256(calibration.tobytes()).hexdigest())
+    return _cached(key, convert, details)
+
+
+def _check_runs(flatbuffer: bytes, precision: str) -> None:
+    """Load and invoke the file once in LiteRT: a file the interpreter cannot run is never written."""
+    litert = require("ai_edge_litert.interpreter", "TFLite export", "tflite")
+    try:
+        interpreter = litert.Interpreter(model_content=flatbuffer)
+        interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
+    except (RuntimeError, ValueError) as err:
+        raise ExportError(f"the {precision} TFLite file does not run in the LiteRT interpreter ({err}); "
+                          "not written") from err
+
+
+def export_tflite(model: nn.Module, path: Path, *, input_size: tuple[int, int], channels_last_io: bool,
+                  metadata: dict, precision: str = "fp32", reference: nn.Module | None = None,
+                  tflite_converter: str = DEFAULT_CONVERTER, calib: str | Path | None = None, int8_io: bool = False,
+                  **_) -> dict:
+    """Convert `model` (the form to ship) to a .tflite file at `path`; returns details for the report."""
+    if tflite_converter not in CONVERTERS:
+        raise ExportError(f"unknown TFLite converter {tflite_converter!r}; choose from: {', '.join(CONVERTERS)}")
+    if precision not in PRECISIONS:
+        raise ExportError(f"TFLite precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if int8_io and precision != "int8":
+        raise ExportError(f"int8 input/output applies to static int8 files only, not {precision}; "
+                          "drop --int8-io or export --precisions int8")
+    details: dict = {"converter": tflite_converter}
+    calibration = None
+    if precision in STATIC_PRECISIONS:
+        calibration = load_calibration(calib, PreprocessSpec.from_dict(metadata["preprocess"]))
+        details["calibration"] = calibration.to_dict()
+    if precision == "int8":
+        flatbuffer = _int8_flatbuffer(model, reference, tflite_converter, input_size, channels_last_io, metadata,
+                                      calibration.images, int8_io, details)
+        details["quantizer"] = "PT2E (torchao + litert-torch)" if tflite_converter == "litert-torch" else \
+            "onnx2tf -oiqt (TensorFlow converter)"
+    else:
+        flatbuffer = _float_flatbuffer(model, reference, tflite_converter, input_size, channels_last_io, metadata,
+                                       details)
+        if precision != "fp32":
+            layout = "NHWC" if channels_last_io else "NCHW"
+            flatbuffer = quantize_flatbuffer(flatbuffer, precision,
+                                             calibration.in_layout(layout) if calibration else None)
+            details["quantizer"] = "ai-edge-quantizer"
+    if precision in STATIC_PRECISIONS and not int8_io:
+        flatbuffer = with_float_io(flatbuffer)
+    _check_runs(flatbuffer, precision)
+
+    image, logits = tensor_io(flatbuffer)
+    metadata = {**metadata, "export": {**metadata["export"], "converter": tflite_converter, "input": image,
+                                       "output": logits}}
+    path.write_bytes(write_tflite_metadata(flatbuffer, metadata))
+    graph = read_graph(flatbuffer)
+    attention = graph.attention_layers()
+    details.update(op_histogram=graph.op_histogram, max_rank=graph.max_rank, ops=len(graph.ops),
+                   transposes=graph.transposes, attention_layers=attention,
+                   attention_transposes=sum(layer["transposes"] for layer in attention.values()) if attention else None,
+                   gpu=gpu_compatibility(flatbuffer).to_dict(), input=image, output=logits)
+    return details
