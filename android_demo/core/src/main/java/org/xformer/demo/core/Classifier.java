@@ -22,6 +22,8 @@ public final class Classifier {
             throw new IllegalArgumentException("the model outputs " + out.numElements() + " values but its metadata "
                     + "has " + metadata.labels.size() + " labels: re-export it");
         }
+        checkAgrees("input", metadata.input, engine.input());
+        checkAgrees("output", metadata.output, out);
         this.metadata = metadata;
         this.engine = engine;
         this.preprocessor = new ImagePreprocessor(metadata.preprocess, engine.input());
@@ -84,6 +86,16 @@ public final class Classifier {
         input.rewind();
         output.rewind();
         engine.run(input, output);
+    }
+
+    /** A file whose metadata disagrees with its own tensors was edited after export; its results are suspect. */
+    private static void checkAgrees(String role, TensorInfo recorded, TensorInfo actual) {
+        boolean quantised = actual.type != TensorInfo.DataType.FLOAT32;
+        if (recorded != null && (recorded.type != actual.type
+                || quantised && (recorded.scale != actual.scale || recorded.zeroPoint != actual.zeroPoint))) {
+            throw new IllegalArgumentException("the model's " + role + " is " + actual + " but its metadata records "
+                    + recorded + ": re-export it");
+        }
     }
 
     private static double millis(long nanos) {

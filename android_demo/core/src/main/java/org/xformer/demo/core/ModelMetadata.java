@@ -9,6 +9,7 @@ import java.nio.charset.Charset;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -25,12 +26,21 @@ public final class ModelMetadata {
     public final PreprocessSpec preprocess;
     /** Export precision as recorded by the exporter ("fp32", "int8", ...), or "unknown". */
     public final String precision;
+    /**
+     * The input and output tensors the exporter recorded (dtype, scale, zero point), or null in metadata
+     * that predates them. The interpreter must report the same; {@link Classifier} checks it.
+     */
+    public final TensorInfo input;
+    public final TensorInfo output;
 
-    private ModelMetadata(String arch, List<String> labels, PreprocessSpec preprocess, String precision) {
+    private ModelMetadata(String arch, List<String> labels, PreprocessSpec preprocess, String precision,
+                          TensorInfo input, TensorInfo output) {
         this.arch = arch;
         this.labels = Collections.unmodifiableList(labels);
         this.preprocess = preprocess;
         this.precision = precision;
+        this.input = input;
+        this.output = output;
     }
 
     /** Reads the metadata of the model in {@code model} (the whole file, e.g. memory-mapped). */
@@ -95,11 +105,48 @@ public final class ModelMetadata {
         }
         Object arch = json.get("arch");
         String precision = "unknown";
+        TensorInfo input = null;
+        TensorInfo output = null;
         Object export = json.get("export");
-        if (export instanceof Map && ((Map<String, Object>) export).get("precision") instanceof String) {
-            precision = (String) ((Map<String, Object>) export).get("precision");
+        if (export instanceof Map) {
+            Map<String, Object> e = (Map<String, Object>) export;
+            if (e.get("precision") instanceof String) {
+                precision = (String) e.get("precision");
+            }
+            int[] inputShape = spec.nchw ? new int[] {1, 3, spec.inputHeight, spec.inputWidth}
+                    : new int[] {1, spec.inputHeight, spec.inputWidth, 3};
+            input = tensor(e.get("input"), inputShape, "input", modelName);
+            output = tensor(e.get("output"), new int[] {1, labels.size()}, "output", modelName);
         }
-        return new ModelMetadata(arch instanceof String ? (String) arch : "unknown", labels, spec, precision);
+        return new ModelMetadata(arch instanceof String ? (String) arch : "unknown", labels, spec, precision,
+                input, output);
+    }
+
+    /** One {dtype, scale, zero_point} entry of the export section; null when absent or without a dtype. */
+    @SuppressWarnings("unchecked")
+    private static TensorInfo tensor(Object value, int[] shape, String role, String modelName)
+            throws ModelMetadataException {
+        if (!(value instanceof Map) || !(((Map<String, Object>) value).get("dtype") instanceof String)) {
+            return null;
+        }
+        Map<String, Object> t = (Map<String, Object>) value;
+        String dtype = (String) t.get("dtype");
+        TensorInfo.DataType type;
+        try {
+            type = TensorInfo.DataType.valueOf(dtype.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new ModelMetadataException(modelName + " has an " + role + " of dtype " + dtype
+                    + "; the app handles float32, uint8 and int8: re-export it", e);
+        }
+        if (type == TensorInfo.DataType.FLOAT32) {
+            return new TensorInfo(shape, type, 0f, 0);
+        }
+        if (!(t.get("scale") instanceof Double) || !(t.get("zero_point") instanceof Double)) {
+            throw new ModelMetadataException(modelName + ": the metadata gives the " + dtype + " " + role
+                    + " no scale and zero point: re-export it with this version of xformer");
+        }
+        return new TensorInfo(shape, type, ((Double) t.get("scale")).floatValue(),
+                ((Double) t.get("zero_point")).intValue());
     }
 
     private static List<String> labels(Object value, String modelName) throws ModelMetadataException {

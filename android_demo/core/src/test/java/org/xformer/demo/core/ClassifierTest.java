@@ -110,4 +110,20 @@ public class ClassifierTest {
             assertTrue(e.getMessage(), e.getMessage().contains("outputs 1000 values") && e.getMessage().contains("3 labels"));
         }
     }
+
+    @Test
+    public void rejectsTensorsThatDisagreeWithTheMetadata() throws Exception {
+        String recorded = METADATA.replace("\"precision\": \"int8\"}", "\"precision\": \"int8\", "
+                + "\"input\": {\"dtype\": \"int8\", \"scale\": 0.5, \"zero_point\": -128}, "
+                + "\"output\": {\"dtype\": \"float32\", \"scale\": null, \"zero_point\": null}}");
+        try {
+            new Classifier(ModelMetadata.fromJson(recorded, "toy.tflite"), new ChannelSumEngine());
+            fail("accepted an int8 input whose scale differs from the metadata's");
+        } catch (IllegalArgumentException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("the model's input is int8[1, 4, 4, 3] (scale")
+                    && e.getMessage().contains("metadata records int8[1, 4, 4, 3] (scale 0.5"));
+        }
+        String agreeing = recorded.replace("\"scale\": 0.5", "\"scale\": " + (1 / 255f));
+        new Classifier(ModelMetadata.fromJson(agreeing, "toy.tflite"), new ChannelSumEngine());
+    }
 }

@@ -66,6 +66,17 @@ public class ModelMetadataTest {
         assertEquals(0.229f, s.std(0), 0);
         assertEquals((float) (1 / 255.0), s.scale, 0);
         assertTrue(s.centerCrop && !s.nchw && !s.bgr);
+        assertEquals(null, m.input);
+    }
+
+    @Test
+    public void readsTheRecordedInputAndOutputTensors() throws Exception {
+        String json = metadata("[\"a\", \"b\", \"c\"]", PREPROCESS).replace("\"precision\": \"int8\"}",
+                "\"precision\": \"int8\", \"input\": {\"dtype\": \"float32\", \"scale\": null, \"zero_point\": null}, "
+                + "\"output\": {\"dtype\": \"int8\", \"scale\": 0.125, \"zero_point\": -3}}");
+        ModelMetadata m = ModelMetadata.fromJson(json, "m.tflite");
+        assertEquals("float32[1, 224, 192, 3]", m.input.toString());
+        assertEquals("int8[1, 3] (scale 0.125, zero point -3)", m.output.toString());
     }
 
     @Test
@@ -104,6 +115,10 @@ public class ModelMetadataTest {
             {metadata("[\"a\", \"b\", \"c\"]", PREPROCESS).replace("xformer-metadata/1", "xformer-metadata/9"),
                 "metadata format 'xformer-metadata/9'"},
             {"{not json", "unreadable metadata"},
+            {metadata("[\"a\", \"b\", \"c\"]", PREPROCESS).replace("\"int8\"}", "\"int8\", \"input\": {\"dtype\": \"int16\"}}"),
+                "input of dtype int16"},
+            {metadata("[\"a\", \"b\", \"c\"]", PREPROCESS).replace("\"int8\"}", "\"int8\", \"output\": {\"dtype\": \"int8\"}}"),
+                "int8 output no scale and zero point"},
         };
         for (String[] c : cases) {
             String message = failure(model(FLATBUFFER, ModelMetadata.ENTRY, c[0]));
