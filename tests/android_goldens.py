@@ -3,8 +3,9 @@
 The Java tests (android_demo/core/src/test/.../Golden*Test.java) read `manifest.json` and the raw files next to
 it and must reproduce: PIL's resize bit for bit, `xformer.preprocess.preprocess` within 1e-5 (integer inputs
 exactly), EXIF orientation, the metadata embedded in a .tflite, `top_k` on raw model outputs, and the latency
-statistics of `xformer bench`. Images travel as raw RGB bytes that Python decoded, so both sides start from the
-same pixels.
+statistics of `xformer bench`, and, on real .tflite files from our exporter (fp32, and static int8 with float
+and with int8 I/O), the input tensor the LiteRT interpreter was fed and the top-5 it led to. Images travel as
+raw RGB bytes that Python decoded, so both sides start from the same pixels.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ import PIL
 import torch
 from PIL import Image
 
-from xformer.export.metadata import build_metadata, write_tflite_metadata
+from xformer.export import export
+from xformer.export.metadata import read_tflite_metadata
 from xformer.models import create_model
 from xformer.preprocess import INTERPOLATIONS, PreprocessSpec, preprocess
-from xformer.runtimes import top_k
+from xformer.runtimes import Prediction, TensorInfo, load, top_k
 from xformer.samples import sample_images
 
-__all__ = ["FAKE_FLATBUFFER", "quantize", "write_goldens"]
-
-# Enough of a flatbuffer header for readers that check the "TFL3" identifier; the metadata tests need no more.
-FAKE_FLATBUFFER = b"\x1c\x00\x00\x00TFL3" + bytes(56)
+__all__ = ["export_golden_models", "quantize", "write_goldens"]
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 SPECS = {
@@ -39,6 +38,10 @@ SPECS = {
     "no_crop": PreprocessSpec(input_size=(200, 240), resize_size=300, crop="none", layout="NHWC"),
     "direct_resize": PreprocessSpec(resize_size=None, layout="NHWC"),
 }
+# The smallest variant at a small input keeps the exports (converting takes the time, not the size) cheap.
+GOLDEN_ARCH, GOLDEN_IMGSZ = "xformer_xxs", 64
+# name -> (precision, int8 I/O): float I/O has the int8 file quantise inside; int8 I/O leaves it to the app.
+GOLDEN_EXPORTS = {"fp32": ("fp32", False), "int8": ("int8", False), "int8_io": ("int8", True)}
 # (dtype, scale, zero point) of integer model inputs, as an interpreter reports them.
 QUANTIZED_INPUTS = {
     "int8": ("int8", float(np.float32(1 / 255)), -128),
@@ -98,14 +101,17 @@ def _resize_cases(w: _Writer, photo: Image.Image) -> list[dict]:
     return cases
 
 
+def _decoded(w: _Writer, image_path: Path) -> dict:
+    """The decoded file's pixels before EXIF orientation, and the orientation Pillow reads."""
+    with Image.open(image_path) as decoded:
+        return {"source": w.pixels(image_path.stem, decoded), "orientation": decoded.getexif().get(0x0112, 1)}
+
+
 def _preprocess_case(w: _Writer, name: str, image_path: Path, spec: PreprocessSpec,
                      quantized: tuple[str, float, int] | None = None) -> dict:
-    """One image -> expected input tensor. The pixels are the decoded file before EXIF orientation."""
-    with Image.open(image_path) as decoded:
-        source = w.pixels(image_path.stem, decoded)
-        orientation = decoded.getexif().get(0x0112, 1)
+    """One image -> expected input tensor."""
     tensor = preprocess(image_path, spec)
-    case = {"name": name, "source": source, "orientation": orientation, "spec": spec.to_dict()}
+    case = {"name": name, **_decoded(w, image_path), "spec": spec.to_dict()}
     if image_path.suffix.lower() in (".jpg", ".jpeg"):
         case["jpeg"] = w.raw(f"{name}.jpg", image_path.read_bytes())
     if quantized is None:
@@ -165,14 +171,12 @@ def _postprocess_cases(w: _Writer, photos: list[Path]) -> list[dict]:
                                          ("int8", dequantized, raw.tobytes(), int8_info)):
             name = f"output_{kind}_{photo.stem}"
             cases.append({"name": name, "output": w.raw(f"{name}.output", data), "info": info, "labels": labels,
-                          "top5": [{"index": p.index, "label": p.label, "score": p.score, "logit": p.logit}
-                                   for p in top_k(values, labels, 5)]})
+                          "top5": _top5(top_k(values, labels, 5))})
     tied = np.array([0.5, 2.0, -1.0, 2.0, 0.5, 2.0, -3.0], dtype=np.float32)
     tied_labels = [f"class {i}" for i in range(tied.size)]
     cases.append({"name": "output_ties", "output": w.raw("output_ties.output", tied.astype("<f4").tobytes()),
                   "info": {"dtype": "float32", "scale": 0.0, "zero_point": 0}, "labels": tied_labels,
-                  "top5": [{"index": p.index, "label": p.label, "score": p.score, "logit": p.logit}
-                           for p in top_k(tied, tied_labels, 5)]})
+                  "top5": _top5(top_k(tied, tied_labels, 5))})
     return cases
 
 
@@ -185,17 +189,65 @@ def _latency() -> dict:
     return {"samples_ms": samples.tolist(), "summary": summarize(samples).to_dict()}
 
 
-def _metadata_model(w: _Writer) -> dict:
-    model = create_model("xformer_xxs")
-    metadata = build_metadata(model, format="tflite", precision="int8", layout="NHWC",
-                              input={"dtype": "int8", "scale": 1 / 255, "zero_point": -128})
-    w.raw("metadata_model.tflite", write_tflite_metadata(FAKE_FLATBUFFER, metadata))
-    return {"file": "metadata_model.tflite", "arch": metadata["arch"], "precision": "int8",
+def _top5(predictions: list[Prediction]) -> list[dict]:
+    return [{"index": p.index, "label": p.label, "score": p.score, "logit": p.logit} for p in predictions]
+
+
+def _tensor_info(info: TensorInfo) -> dict:
+    return {"dtype": info.dtype, "scale": info.scale, "zero_point": info.zero_point}
+
+
+def _little_endian(array: np.ndarray) -> bytes:
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def export_golden_models(out_dir: Path) -> dict[str, Path]:
+    """Real .tflite files of a seeded model, one per GOLDEN_EXPORTS entry, written by `xformer export`."""
+    model = create_model(GOLDEN_ARCH, seed=3)
+    paths = {}
+    for name, (precision, int8_io) in GOLDEN_EXPORTS.items():
+        [record] = export(model, formats="tflite", precisions=[precision], imgsz=GOLDEN_IMGSZ,
+                          out_dir=out_dir / name, validate=False, int8_io=int8_io)
+        if not record.ok:
+            raise RuntimeError(f"exporting the golden {name} model failed: {record.error}")
+        paths[name] = record.path
+    return paths
+
+
+def _model_cases(w: _Writer, models: dict[str, Path], photos: list[Path]) -> list[dict]:
+    """Per real .tflite and photo: the tensor the LiteRT interpreter was fed, its raw output tensor (int8 for an
+    int8-I/O file) and the runtime's top-5, as `xformer predict` computes them."""
+    cases = []
+    for name, path in models.items():
+        runtime = load(path)
+        interpreter = runtime.interpreter
+        input_index = interpreter.get_input_details()[0]["index"]
+        output_index = interpreter.get_output_details()[0]["index"]
+        images = []
+        for photo in photos:
+            top5 = runtime.predict(photo, k=5)
+            case_name = f"model_{name}_{photo.stem}"
+            images.append({"name": case_name, **_decoded(w, photo),
+                           "input": w.raw(f"{case_name}.input", _little_endian(interpreter.get_tensor(input_index))),
+                           "output": w.raw(f"{case_name}.output",
+                                           _little_endian(interpreter.get_tensor(output_index))),
+                           "top5": _top5(top5)})
+        cases.append({"name": name, "file": w.raw(f"model_{name}.tflite", path.read_bytes()),
+                      "input": _tensor_info(runtime.inputs[0]), "output": _tensor_info(runtime.outputs[0]),
+                      "images": images})
+    return cases
+
+
+def _metadata_case(models: list[dict], paths: dict[str, Path]) -> dict:
+    """What Python reads from the real int8 file's metadata, for the Java reader to reproduce."""
+    case = next(c for c in models if c["name"] == "int8")
+    metadata = read_tflite_metadata(paths["int8"])
+    return {"file": case["file"], "arch": metadata["arch"], "precision": metadata["export"]["precision"],
             "labels": metadata["labels"], "preprocess": metadata["preprocess"]}
 
 
-def write_goldens(root: Path) -> Path:
-    """Writes every golden file under `root`; returns the manifest path."""
+def write_goldens(root: Path, models: dict[str, Path]) -> Path:
+    """Writes every golden file under `root`, using `models` (from export_golden_models); returns the manifest."""
     w = _Writer(root)
     photos = sample_images()
     with Image.open(photos[1]) as photo:
@@ -203,8 +255,10 @@ def write_goldens(root: Path) -> Path:
     postprocess = _postprocess_cases(w, photos)
     scratch = root / "scratch"
     scratch.mkdir(exist_ok=True)
+    model_cases = _model_cases(w, models, photos)
     manifest = {"pillow": PIL.__version__, "resize": resize, "preprocess": _preprocess_cases(w, photos, scratch),
-                "postprocess": postprocess, "latency": _latency(), "metadata": _metadata_model(w)}
+                "postprocess": postprocess, "models": model_cases, "latency": _latency(),
+                "metadata": _metadata_case(model_cases, models)}
     path = root / "manifest.json"
     path.write_text(json.dumps(manifest, indent=1))
     return path

@@ -2,15 +2,19 @@
 the offline smoke APK, and `xformer android`.
 
 The Java side needs a JDK and Debian's aapt/zipalign/apksigner/junit4 plus the shared android.jar and dx .debs;
-`android_demo/scripts/offline_build.sh setup` installs and extracts them (as root, which CI is).
+`android_demo/scripts/offline_build.sh setup` installs and extracts them (as root, which CI is). The golden files
+include real .tflite files; exporting them once per session is most of this module's time (about 110 s on two
+cores: the fp32 conversion about 40 s, the PT2E int8 one about 65 s, int8 I/O reuses it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -21,11 +25,13 @@ from xformer.cli import main
 from xformer.export.metadata import build_metadata, write_tflite_metadata
 from xformer.models import create_model
 
-from .android_goldens import FAKE_FLATBUFFER, write_goldens
+from .android_goldens import export_golden_models, write_goldens
 
 DEMO = Path(__file__).resolve().parents[1] / "android_demo"
 SCRIPT = DEMO / "scripts" / "offline_build.sh"
 GOLDEN_TEST = "org.xformer.demo.core.GoldenParityTest"
+# Enough of a flatbuffer header for readers that check the "TFL3" identifier; the metadata checks need no more.
+FAKE_FLATBUFFER = b"\x1c\x00\x00\x00TFL3" + bytes(56)
 
 
 def _unwrapped(text: str) -> str:
@@ -45,10 +51,18 @@ def android_env(tmp_path_factory) -> dict:
     return env
 
 
+@pytest.fixture(scope="session")
+def golden_models(tmp_path_factory) -> dict[str, Path]:
+    start = time.perf_counter()
+    models = export_golden_models(tmp_path_factory.mktemp("android_golden_models"))
+    print(f"\nexported the golden .tflite files in {time.perf_counter() - start:.1f} s")
+    return models
+
+
 @pytest.fixture(scope="module")
-def goldens(tmp_path_factory) -> Path:
+def goldens(tmp_path_factory, golden_models) -> Path:
     root = tmp_path_factory.mktemp("android_goldens")
-    write_goldens(root)
+    write_goldens(root, golden_models)
     return root
 
 
@@ -81,20 +95,31 @@ def test_junit_suite_and_golden_parity_pass(android_env, goldens):
 
 
 def test_a_golden_mismatch_fails_the_junit_run(android_env, goldens, tmp_path):
-    """Perturb one expected input tensor by 1e-3 and one expected top-5 entry: the Java run must fail on both."""
-    import json
-
+    """Perturb expected input tensors (a float one by 1e-3, an int8 one of a real model by 1) and expected top-5
+    entries (raw outputs and a real int8-I/O model): the Java run must fail on each."""
     broken = tmp_path / "goldens"
     broken.mkdir()
     for f in goldens.iterdir():
         (broken / f.name).symlink_to(f)
+
+    def rewrite(name: str, array: np.ndarray) -> None:
+        (broken / name).unlink()
+        array.tofile(broken / name)
+
     manifest = json.loads((goldens / "manifest.json").read_text())
     case = manifest["preprocess"][0]
     tensor = np.fromfile(goldens / case["expected"], dtype="<f4")
     tensor[1234] += 1e-3
-    (broken / case["expected"]).unlink()
-    tensor.tofile(broken / case["expected"])
+    rewrite(case["expected"], tensor)
     manifest["postprocess"][0]["top5"][0]["index"] += 1
+    int8_io = next(m for m in manifest["models"] if m["name"] == "int8_io")
+    assert int8_io["input"]["dtype"] == "int8" and int8_io["output"]["dtype"] == "int8"
+    fed = int8_io["images"][0]
+    model_input = np.fromfile(goldens / fed["input"], dtype=np.int8)
+    model_input[777] ^= 1
+    rewrite(fed["input"], model_input)
+    ranked = int8_io["images"][1]
+    ranked["top5"][0]["index"] += 1
     (broken / "manifest.json").unlink()
     (broken / "manifest.json").write_text(json.dumps(manifest))
 
@@ -102,16 +127,18 @@ def test_a_golden_mismatch_fails_the_junit_run(android_env, goldens, tmp_path):
     assert result.returncode != 0
     assert f"{case['name']}: max difference" in result.stdout and "at element 1234" in result.stdout
     assert f"{manifest['postprocess'][0]['name']} rank 1" in result.stdout
+    assert f"{fed['name']}: max difference 1.0 at element 777" in result.stdout
+    assert f"{ranked['name']} rank 1" in result.stdout
 
 
-def test_android_command_installs_a_model_and_prints_the_build_command(project, tmp_path, capsys):
-    model = _model_file(tmp_path / "xformer_xxs_fp32.tflite")
+def test_android_command_installs_a_model_and_prints_the_build_command(project, golden_models, capsys):
+    model = golden_models["fp32"]
     assert main(["android", str(model), "--project", str(project)]) == 0
     out = _unwrapped(capsys.readouterr().out)
     installed = project / "app/src/main/assets/xformer_xxs_fp32.tflite"
     assert installed.read_bytes() == model.read_bytes()
     assert [p.name for p in installed.parent.iterdir()] == [installed.name]  # no temporary file left behind
-    assert "./gradlew installDebug" in out and "1000 labels" in out and "256x256 NHWC" in out
+    assert "./gradlew installDebug" in out and "1000 labels" in out and "64x64 NHWC" in out
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -148,8 +175,8 @@ def test_android_command_needs_the_project(tmp_path, capsys):
     assert "no Android demo project" in _unwrapped(capsys.readouterr().err)
 
 
-def test_smoke_apk_is_signed_and_stores_the_model_uncompressed(android_env, project, tmp_path):
-    model = _model_file(tmp_path / "xformer_xxs_fp32.tflite")
+def test_smoke_apk_is_signed_and_stores_the_model_uncompressed(android_env, project, golden_models):
+    model = golden_models["fp32"]
     assert main(["android", str(model), "--project", str(project)]) == 0
     result = _run(android_env, "apk", str(project / "app/src/main/assets"))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -81,8 +81,10 @@ build_apk() {
     sed 's|<manifest |<manifest package="org.xformer.demo" |' "$DEMO/app/src/main/AndroidManifest.xml" \
         > "$out/AndroidManifest.xml"
     aapt2 compile --dir "$DEMO/app/src/main/res" -o "$out/res.zip"
+    # Models stay stored so the app can memory-map them. Debian's aapt2 2.19 deflates real models with
+    # `-0 tflite` (a tiny stand-in stayed stored only because deflating did not pay); `-0 .tflite` works.
     aapt2 link -I "$ANDROID_JAR" --manifest "$out/AndroidManifest.xml" --min-sdk-version $MIN_SDK \
-        --target-sdk-version 23 -A "$assets" -0 tflite --java "$out/gen" -o "$out/app.unaligned.apk" "$out/res.zip"
+        --target-sdk-version 23 -A "$assets" -0 .tflite --java "$out/gen" -o "$out/app.unaligned.apk" "$out/res.zip"
     # The LiteRT stubs are on the classpath only: the smoke APK compiles and dexes against them but does not
     # contain LiteRT, so it cannot run a model on a device.
     "${JAVAC[@]}" -source 8 -target 8 -bootclasspath "$ANDROID_JAR" -d "$out/stubs" \

@@ -91,21 +91,48 @@ public class GoldenParityTest {
             List<String> labels = (List<String>) (List<?>) c.get("labels");
             TensorInfo info = Goldens.tensor(c.get("info"), new int[] {1, labels.size()});
             float[] logits = Postprocess.logits(goldens.littleEndian((String) c.get("output")), info);
-            List<Prediction> top = Postprocess.topK(logits, labels, 5);
-            @SuppressWarnings("unchecked")
-            List<Map<String, Object>> expected = (List<Map<String, Object>>) c.get("top5");
-            for (int rank = 0; rank < expected.size(); rank++) {
-                Map<String, Object> e = expected.get(rank);
-                Prediction p = top.get(rank);
-                if (p.index != Goldens.integer(e.get("index")) || !p.label.equals(e.get("label"))
-                        || Math.abs(p.score - Goldens.number(e.get("score"))) > 1e-9
-                        || p.logit != (float) Goldens.number(e.get("logit"))) {
-                    failures.add(c.get("name") + " rank " + (rank + 1) + ": Java " + p + " (logit " + p.logit
-                            + "), Python " + e);
-                }
-            }
+            compareTopFive((String) c.get("name"), Postprocess.topK(logits, labels, 5), c.get("top5"), failures);
         }
         assertNoFailures(failures, goldens.cases("postprocess").size());
+    }
+
+    /**
+     * Real .tflite files from {@code xformer export} (fp32; static int8 with float and with int8 I/O): the
+     * metadata read from the file describes the tensors the LiteRT interpreter reported, preprocessing yields
+     * the tensor the interpreter was fed, and postprocessing its raw output gives the Python runtime's top-5.
+     */
+    @Test
+    @SuppressWarnings("unchecked")
+    public void realModelsMatchTheLiteRtRuntime() throws Exception {
+        List<String> failures = new ArrayList<String>();
+        int images = 0;
+        for (Map<String, Object> model : goldens.cases("models")) {
+            String name = (String) model.get("name");
+            ModelMetadata metadata = ModelMetadata.read(new File(goldens.dir, (String) model.get("file")));
+            String inputProblem = describedAs(metadata.input, (Map<String, Object>) model.get("input"));
+            String outputProblem = describedAs(metadata.output, (Map<String, Object>) model.get("output"));
+            if (inputProblem != null || outputProblem != null) {
+                failures.add(name + ": metadata " + (inputProblem != null ? inputProblem : outputProblem));
+                continue;
+            }
+            ImagePreprocessor preprocessor = new ImagePreprocessor(metadata.preprocess, metadata.input);
+            for (Map<String, Object> c : (List<Map<String, Object>>) model.get("images")) {
+                images++;
+                String caseName = (String) c.get("name");
+                ArgbImage upright = ExifOrientation.apply(goldens.image(c.get("source")),
+                        Goldens.integer(c.get("orientation")));
+                ByteBuffer fed = ByteBuffer.allocateDirect(metadata.input.numBytes()).order(ByteOrder.LITTLE_ENDIAN);
+                preprocessor.preprocess(upright, fed);
+                String problem = compareTensors(metadata.input, fed, goldens.littleEndian((String) c.get("input")));
+                if (problem != null) {
+                    failures.add(caseName + ": " + problem);
+                }
+                float[] logits = Postprocess.logits(goldens.littleEndian((String) c.get("output")), metadata.output);
+                compareTopFive(caseName, Postprocess.topK(logits, metadata.labels, 5), c.get("top5"), failures);
+            }
+        }
+        assertTrue("no images for the real models", images > 0);
+        assertNoFailures(failures, goldens.cases("models").size());
     }
 
     @Test
@@ -118,7 +145,8 @@ public class GoldenParityTest {
         assertEquals(expected.get("labels"), metadata.labels);
         PreprocessSpec spec = PreprocessSpec.fromJson((Map<String, Object>) expected.get("preprocess"));
         assertEquals(spec.toString(), metadata.preprocess.toString());
-        assertEquals(288, metadata.preprocess.resizeSize.intValue());
+        assertEquals(Goldens.integer(((Map<String, Object>) expected.get("preprocess")).get("resize_size")),
+                metadata.preprocess.resizeSize.intValue());
     }
 
     @Test
@@ -146,6 +174,32 @@ public class GoldenParityTest {
         };
         for (double[] pair : pairs) {
             assertEquals(pair[0], pair[1], 1e-12);
+        }
+    }
+
+    /** The metadata's tensor against what the interpreter reported ({dtype, scale, zero_point}); null if equal. */
+    private static String describedAs(TensorInfo recorded, Map<String, Object> interpreter) {
+        String dtype = (String) interpreter.get("dtype");
+        boolean quantised = interpreter.get("scale") != null;
+        if (recorded == null || !recorded.type.name().equalsIgnoreCase(dtype)
+                || quantised && (recorded.scale != (float) Goldens.number(interpreter.get("scale"))
+                        || recorded.zeroPoint != Goldens.integer(interpreter.get("zero_point")))) {
+            return "records " + recorded + ", the interpreter reports " + interpreter;
+        }
+        return null;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void compareTopFive(String name, List<Prediction> top, Object expectedTop, List<String> failures) {
+        List<Map<String, Object>> expected = (List<Map<String, Object>>) expectedTop;
+        for (int rank = 0; rank < expected.size(); rank++) {
+            Map<String, Object> e = expected.get(rank);
+            Prediction p = top.get(rank);
+            if (p.index != Goldens.integer(e.get("index")) || !p.label.equals(e.get("label"))
+                    || Math.abs(p.score - Goldens.number(e.get("score"))) > 1e-9
+                    || p.logit != (float) Goldens.number(e.get("logit"))) {
+                failures.add(name + " rank " + (rank + 1) + ": Java " + p + " (logit " + p.logit + "), Python " + e);
+            }
         }
     }
 
