@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, android
 from .benchmarks import command as bench
 from .errors import XFormerError
 
@@ -226,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     bench.register(sub)
+    android.register(sub)
     return parser
 
 

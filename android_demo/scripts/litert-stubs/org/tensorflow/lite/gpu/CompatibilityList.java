@@ -1,0 +1,20 @@
+// Compile-only stand-in for the LiteRT Java API (the signatures the app uses), so the offline CI can compile
+// the app without the LiteRT AAR, which is only on Google Maven. Never packaged: the Gradle build uses the real one.
+package org.tensorflow.lite.gpu;
+
+import java.io.Closeable;
+
+public class CompatibilityList implements Closeable {
+    public CompatibilityList() {
+        throw new UnsupportedOperationException("stub");
+    }
+
+    public boolean isDelegateSupportedOnThisDevice() {
+        throw new UnsupportedOperationException("stub");
+    }
+
+    @Override
+    public void close() {
+        throw new UnsupportedOperationException("stub");
+    }
+}
