@@ -11,9 +11,11 @@ from xformer.export.metadata import read_tflite_metadata
 from xformer.export.tflite_graph import parse_analyzer_report
 
 
+# 96, not 64: at 64x64 onnx2tf's layout inference mis-converts the 2x2 maps (max abs err 0.16, which the
+# parity check reports as a failed export).
 @pytest.fixture(scope="module")
 def onnx2tf_fp32(tmp_path_factory):
-    (record,) = export("xformer_xxs", formats="tflite", imgsz=64, out_dir=tmp_path_factory.mktemp("onnx2tf"),
+    (record,) = export("xformer_xxs", formats="tflite", imgsz=96, out_dir=tmp_path_factory.mktemp("onnx2tf"),
                        tflite_converter="onnx2tf")
     return record
 
