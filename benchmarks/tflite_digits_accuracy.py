@@ -26,9 +26,11 @@ PRECISIONS = ["fp32", "fp16", "dynamic-int8", "int8", "w8a16"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/accuracy")
-    parser.add_argument("--converter", default="litert-torch")
-    parser.add_argument("--calibration-images", type=int, default=128)
+    parser.add_argument("--out", default="runs/accuracy", help="where the files and tflite_digits.json go")
+    parser.add_argument("--converter", default="litert-torch", choices=("litert-torch", "onnx2tf"),
+                        help="TFLite converter route")
+    parser.add_argument("--calibration-images", type=int, default=128,
+                        help="training images written as PNG files for --calib")
     args = parser.parse_args()
 
     data = load_digits_data()

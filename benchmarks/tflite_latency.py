@@ -61,12 +61,13 @@ def _time(runtimes: dict[tuple, LiteRTRuntime], runs: int, rounds: int) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="xformer_s")
-    parser.add_argument("--out", default="runs/tflite_latency")
-    parser.add_argument("--precisions", default="fp32,fp16,dynamic-int8,int8")
+    parser.add_argument("--model", default="xformer_s", help="registered model name (default xformer_s)")
+    parser.add_argument("--out", default="runs/tflite_latency",
+                        help="where the .tflite files are exported, or reused from an earlier run")
+    parser.add_argument("--precisions", default="fp32,fp16,dynamic-int8,int8", help="comma list of TFLite precisions")
     parser.add_argument("--routes", action="store_true", help="also export fp32 with onnx2tf and compare routes")
     parser.add_argument("--runs", type=int, default=20, help="invokes per round and configuration")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median of their medians)")
     args = parser.parse_args()
 
     out = Path(args.out)

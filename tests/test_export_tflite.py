@@ -13,7 +13,7 @@ import torch
 
 from xformer import save_checkpoint
 from xformer.cli import main
-from xformer.errors import ModelFileError
+from xformer.errors import ExportError, ModelFileError
 from xformer.export import export
 from xformer.export.metadata import read_tflite_metadata
 from xformer.export.tflite_graph import read_graph
@@ -174,11 +174,14 @@ def test_bad_inputs_fail_clearly(digits, exported, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    (record,) = export(model, formats="tflite", precisions=["int8"], out_dir=tmp_path / "out", calib=str(empty))
-    assert not record.ok and "holds no images" in record.error
-    assert not (tmp_path / "out" / "xformer_xxs_int8.tflite").exists()
-    (record,) = export(model, formats="tflite", precisions=["fp32"], out_dir=tmp_path / "out", int8_io=True)
-    assert not record.ok and "int8 input/output applies to static int8 files only" in record.error
+    # Options that cannot apply fail the request before any conversion, leaving no file behind.
+    with pytest.raises(ExportError, match="holds no images"):
+        export(model, formats="tflite", precisions=["fp32", "int8"], out_dir=tmp_path / "out", calib=str(empty))
+    with pytest.raises(ExportError, match="--int8-io applies to TFLite int8 files only"):
+        export(model, formats="tflite", precisions=["fp32"], out_dir=tmp_path / "out", int8_io=True)
+    with pytest.raises(ExportError, match="add --coreml-input tensor or drop --nhwc"):
+        export(model, formats=["tflite", "coreml"], out_dir=tmp_path / "out", channels_last_io=True)
+    assert not (tmp_path / "out").exists()
     (record,) = export(model, formats="tflite", out_dir=tmp_path / "out", tflite_converter="tvm")
     assert not record.ok and "unknown TFLite converter 'tvm'" in record.error
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from . import __version__, android
 from .benchmarks import command as bench
-from .errors import XFormerError
+from .errors import ModelFileError, XFormerError
 
 # Tables stay readable in CI logs and pipes, where rich would otherwise assume 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=150)
@@ -102,11 +102,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .export.exporter import export, print_summary
+    from .export.formats import FORMATS
 
     model, seeded = load_model(args.source, args.model)
     if seeded:
         err_console.print(SEEDED_NOTE.format(name=args.source))
-    options = {k: v for k, v in vars(args).items() if k in _FORMAT_OPTIONS and v is not None}
+    format_options = {option for f in FORMATS.values() for option in f.options}
+    options = {k: v for k, v in vars(args).items() if k in format_options and v is not None}
     records = export(model, formats=args.formats, precisions=args.precisions.split(",") if args.precisions else None,
                      imgsz=args.imgsz, out_dir=args.out, deploy=not args.no_deploy, validate=not args.no_validate,
                      **options)
@@ -117,6 +119,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .export.validate import per_layer_file, validate_file
 
+    if args.per_layer and Path(args.file).suffix != ".tflite":
+        raise ModelFileError(f"--per-layer reads the intermediate tensors of .tflite files, not {args.file}")
+    if args.images and not args.per_layer:
+        raise XFormerError("--images picks the inputs of --per-layer; add --per-layer")
     report = validate_file(args.file, args.ckpt, args.model)
     _print_metadata(f"parity of {Path(args.file).name} against PyTorch", report.to_dict())
     if args.per_layer:
@@ -138,10 +144,6 @@ def _print_per_layer(name: str, report, rows: int = 15) -> None:
     worst = report.worst
     console.print(f"most divergent: {worst.layer or '(model)'} ({worst.kind}) adds {worst.added:.4f}; "
                   f"output relative error {report.rows[-1].rel_error:.4f} over {len(report.rows)} layers")
-
-
-_FORMAT_OPTIONS = ("dynamic_batch", "simplify", "opset", "channels_last_io", "tflite_converter", "calib", "int8_io",
-                   "coreml_input")
 
 
 def _add_export_parser(sub) -> None:

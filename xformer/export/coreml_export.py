@@ -217,9 +217,6 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
 
     if coreml_input not in INPUT_KINDS:
         raise ExportError(f"coreml_input must be one of {', '.join(INPUT_KINDS)}, got {coreml_input!r}")
-    if coreml_input == "image" and channels_last_io:
-        raise ExportError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
-                          "tensor inputs only: add --coreml-input tensor or drop --nhwc")
     compression = _compression(ct, precision)
     spec = PreprocessSpec.from_dict(metadata["preprocess"])
     fold = coreml_input == "image" and not spec.is_identity_normalization

@@ -93,6 +93,20 @@ def _plan(formats: list[ExportFormat], precisions: list[str] | None) -> list[tup
     return plan
 
 
+def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool | None, options: dict) -> None:
+    """Options that cannot apply to what was asked for fail here, before any slow conversion."""
+    planned = {(f.name, p) for f, p in plan}
+    if options.get("int8_io") and ("tflite", "int8") not in planned:
+        raise ExportError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
+    if options.get("calib") is not None:
+        from .calibration import image_files
+
+        image_files(Path(options["calib"]))
+    if channels_last_io and options.get("coreml_input", "image") == "image" and any(n == "coreml" for n, _ in planned):
+        raise ExportError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
+                          "tensor inputs only: add --coreml-input tensor or drop --nhwc")
+
+
 def _file_size_mb(path: Path) -> float:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
@@ -116,6 +130,7 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
     records = []
     reference_inputs = None
     channels_last_io = options.pop("channels_last_io", None)  # passed to exporters as its own argument
+    _check_request(plan, channels_last_io, options)
     for fmt, precision in plan:
         record = ArtifactRecord(fmt.name, precision, deploy=deploy)
         start = time.perf_counter()

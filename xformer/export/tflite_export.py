@@ -147,9 +147,7 @@ def export_tflite(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
         raise ExportError(f"unknown TFLite converter {tflite_converter!r}; choose from: {', '.join(CONVERTERS)}")
     if precision not in PRECISIONS:
         raise ExportError(f"TFLite precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if int8_io and precision != "int8":
-        raise ExportError(f"int8 input/output applies to static int8 files only, not {precision}; "
-                          "drop --int8-io or export --precisions int8")
+    int8_io = int8_io and precision == "int8"  # a request with other precisions too keeps their float I/O
     details: dict = {"converter": tflite_converter}
     calibration = None
     if precision in STATIC_PRECISIONS:

@@ -74,12 +74,11 @@ def tensor_io(flatbuffer: bytes) -> tuple[dict, dict]:
     litert = require("ai_edge_litert.interpreter", "reading .tflite files", "tflite")
     interpreter = litert.Interpreter(model_content=flatbuffer)
 
+    from ..runtimes.litert_runtime import tensor_info
+
     def describe(detail: dict) -> dict:
-        dtype = np.dtype(detail["dtype"]).name
-        scale, zero_point = detail["quantization"]
-        integer = np.issubdtype(np.dtype(detail["dtype"]), np.integer) and scale > 0
-        return {"dtype": dtype, "scale": float(scale) if integer else None,
-                "zero_point": int(zero_point) if integer else None}
+        info = tensor_info(detail)
+        return {"dtype": info.dtype, "scale": info.scale, "zero_point": info.zero_point}
 
     return describe(interpreter.get_input_details()[0]), describe(interpreter.get_output_details()[0])
 

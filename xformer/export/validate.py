@@ -58,4 +58,8 @@ def per_layer_file(path: str | Path, checkpoint: str | Path | None = None, model
     spec = replace(reference.model_config.preprocess.with_input_size(tuple(meta["preprocess"]["input_size"])),
                    layout="NCHW")
     files = image_files(Path(images))[:PER_LAYER_IMAGES] if images is not None else sample_images()
-    return per_layer_report(path, reference, np.concatenate([preprocess(p, spec) for p in files]))
+    try:
+        batch = np.concatenate([preprocess(p, spec) for p in files])
+    except ValueError as err:  # an unreadable file among --images
+        raise ModelFileError(f"--images: {err}; remove it or point --images at a folder of photos") from err
+    return per_layer_report(path, reference, batch)

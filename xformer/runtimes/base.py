@@ -54,6 +54,9 @@ class Runtime(ABC):
     name: str = "runtime"
     path: Path
     metadata: dict
+    inputs: list[TensorInfo]  # set by each runtime when it loads the file
+    outputs: list[TensorInfo]
+    version: str  # of the underlying runtime library
 
     @property
     def config(self) -> ModelConfig:
@@ -65,21 +68,8 @@ class Runtime(ABC):
         return replace(self.config.preprocess, layout=self.input_layout)
 
     @property
-    @abstractmethod
-    def inputs(self) -> list[TensorInfo]: ...
-
-    @property
-    @abstractmethod
-    def outputs(self) -> list[TensorInfo]: ...
-
-    @property
     def input_layout(self) -> str:
         return self.inputs[0].layout or "NCHW"
-
-    @property
-    def version(self) -> str:
-        """Version of the underlying runtime library."""
-        return "unknown"
 
     @abstractmethod
     def _run(self, array: np.ndarray) -> np.ndarray:

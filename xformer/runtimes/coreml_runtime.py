@@ -48,28 +48,16 @@ class CoreMLRuntime(Runtime):
                                  "export it with `xformer export`")
         self.metadata = json.loads(user[METADATA_KEY])
         self.compute_units = compute_units
-        self._ct_version = ct.__version__
+        self.version = ct.__version__
         feature = description.input[0]
         self.image_input = feature.type.WhichOneof("Type") == "imageType"
         if self.image_input:
             shape = (1, 3, feature.type.imageType.height, feature.type.imageType.width)
-            self._input = TensorInfo(feature.name, shape, "uint8", "NCHW")
+            self.inputs = [TensorInfo(feature.name, shape, "uint8", "NCHW")]
         else:
             shape = tuple(feature.type.multiArrayType.shape)
-            self._input = TensorInfo(feature.name, shape, "float32", self.metadata["preprocess"]["layout"])
-        self._output = TensorInfo("logits", (1, self.metadata["num_classes"]), "float32")
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return [self._input]
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return [self._output]
-
-    @property
-    def version(self) -> str:
-        return self._ct_version
+            self.inputs = [TensorInfo(feature.name, shape, "float32", self.metadata["preprocess"]["layout"])]
+        self.outputs = [TensorInfo("logits", (1, self.metadata["num_classes"]), "float32")]
 
     def _pixels(self, array: np.ndarray) -> Image.Image:
         """One preprocessed CHW float image back to the pixel buffer an ImageType input takes."""
@@ -85,5 +73,6 @@ class CoreMLRuntime(Runtime):
         rows = []
         for row in array:
             value = self._pixels(row) if self.image_input else row[None]
-            rows.append(np.asarray(self.model.predict({self._input.name: value})["logits"], np.float32).reshape(1, -1))
+            logits = self.model.predict({self.inputs[0].name: value})["logits"]
+            rows.append(np.asarray(logits, np.float32).reshape(1, -1))
         return np.concatenate(rows)

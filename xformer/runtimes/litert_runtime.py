@@ -16,7 +16,7 @@ from ..errors import ModelFileError, require
 from ..export.metadata import read_tflite_metadata
 from .base import Runtime, TensorInfo
 
-__all__ = ["LiteRTRuntime", "dequantize", "quantize"]
+__all__ = ["LiteRTRuntime", "dequantize", "quantize", "tensor_info"]
 
 
 def quantize(array: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -29,7 +29,8 @@ def dequantize(array: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((array.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
 
-def _tensor_info(detail: dict, layout: str | None = None) -> TensorInfo:
+def tensor_info(detail: dict, layout: str | None = None) -> TensorInfo:
+    """An interpreter tensor detail as TensorInfo; scale and zero point only for quantised integer tensors."""
     dtype = np.dtype(detail["dtype"]).name
     scale, zero_point = detail["quantization"]
     quantised = np.issubdtype(np.dtype(detail["dtype"]), np.integer) and scale > 0
@@ -55,25 +56,13 @@ class LiteRTRuntime(Runtime):
         layout = self.metadata["preprocess"].get("layout", "NHWC")
         self._input_details = self.interpreter.get_input_details()
         self._output_details = self.interpreter.get_output_details()
-        self._inputs = [_tensor_info(d, layout) for d in self._input_details]
-        self._outputs = [_tensor_info(d) for d in self._output_details]
+        self.inputs = [tensor_info(d, layout) for d in self._input_details]
+        self.outputs = [tensor_info(d) for d in self._output_details]
         self.threads, self.xnnpack = threads, xnnpack
-        self._version = require("ai_edge_litert", "running .tflite files", "tflite").__version__
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self._outputs
-
-    @property
-    def version(self) -> str:
-        return self._version
+        self.version = require("ai_edge_litert", "running .tflite files", "tflite").__version__
 
     def _run(self, array: np.ndarray) -> np.ndarray:
-        image, logits = self._inputs[0], self._outputs[0]
+        image, logits = self.inputs[0], self.outputs[0]
         if image.scale is not None:
             array = quantize(array, np.dtype(image.dtype), image.scale, image.zero_point)
         self.interpreter.set_tensor(self._input_details[0]["index"], array.astype(image.dtype, copy=False))

@@ -36,23 +36,11 @@ class OnnxRuntime(Runtime):
                                  "export it with `xformer export`")
         self.metadata = json.loads(custom[METADATA_KEY])
         layout = self.metadata["preprocess"].get("layout", "NCHW")
-        self._inputs = [TensorInfo(i.name, tuple(d if isinstance(d, int) else -1 for d in i.shape),
+        self.inputs = [TensorInfo(i.name, tuple(d if isinstance(d, int) else -1 for d in i.shape),
                                    _DTYPES.get(i.type, i.type), layout) for i in self.session.get_inputs()]
-        self._outputs = [TensorInfo(o.name, tuple(d if isinstance(d, int) else -1 for d in o.shape),
+        self.outputs = [TensorInfo(o.name, tuple(d if isinstance(d, int) else -1 for d in o.shape),
                                     _DTYPES.get(o.type, o.type)) for o in self.session.get_outputs()]
-        self._ort_version = ort.__version__
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self._outputs
-
-    @property
-    def version(self) -> str:
-        return self._ort_version
+        self.version = ort.__version__
 
     def _run(self, array: np.ndarray) -> np.ndarray:
-        return self.session.run([self._outputs[0].name], {self._inputs[0].name: array})[0]
+        return self.session.run([self.outputs[0].name], {self.inputs[0].name: array})[0]

@@ -30,20 +30,9 @@ class TorchRuntime(Runtime):
         self.metadata = {**config.to_dict(), "weights_sha256": weights_sha256(self.model),
                          "torch_version": torch.__version__}
         # Any batch and any size that is a multiple of 32: only the layout is fixed.
-        self._input = TensorInfo("image", (-1, 3, -1, -1), "float32", "NCHW")
-        self._output = TensorInfo("logits", (1, config.num_classes), "float32")
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return [self._input]
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return [self._output]
-
-    @property
-    def version(self) -> str:
-        return torch.__version__
+        self.inputs = [TensorInfo("image", (-1, 3, -1, -1), "float32", "NCHW")]
+        self.outputs = [TensorInfo("logits", (1, config.num_classes), "float32")]
+        self.version = torch.__version__
 
     def _run(self, array: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
