@@ -5,15 +5,15 @@ Routes (`--tflite-converter`):
   (`tflite_litert.py`);
 - `onnx2tf`: ONNX -> TensorFlow -> TFLite, from the generic deploy form (`tflite_onnx2tf.py`).
 
-Measured on xformer_s at 256x256 NHWC, fp32, same machine and run (2 shared cores, medians):
+Measured on xformer_s at 256x256 NHWC, fp32 (benchmarks/tflite_latency.py --routes; 2 shared cores, median ms):
 
-    route          ops  TRANSPOSE  in XFA  GPU-incompatible  max abs err  LiteRT ms 1 / 2 threads  convert
-    litert-torch   {LT}
-    onnx2tf        {OT}
+    route          ops  TRANSPOSE (in XFA)  GPU-incompatible  max abs err  LiteRT 1 / 2 threads  convert
+    litert-torch   715  0 (0)               0                 8.8e-7       78.5 / 40.7           85 s
+    onnx2tf        553  54 (n/a)            0                 1.3e-6       62.9 / 39.2           769 s
 
-litert-torch is the default: no TRANSPOSE anywhere (onnx2tf keeps the generic form's per-layer transposes and
-adds its own around layout changes), per-layer attribution in the report, static int8 through PT2E, and no
-TensorFlow needed.
+litert-torch is the default: no TRANSPOSE anywhere (none for a mobile GPU delegate to lay out), per-layer
+attribution in the report, static int8 through PT2E, a tenth of the conversion time and no TensorFlow. On this
+x86 CPU its per-head BATCH_MATMULs cost more than onnx2tf's batched heads at 1 thread; at 2 threads the two match.
 
 Precisions: fp32; fp16, dynamic-int8 and w8a16 are derived from the float file by ai-edge-quantizer
 (`tflite_quantize.py`), so each model is converted once per process; int8 is a route's own static
