@@ -27,7 +27,7 @@ def test_onnx2tf_route_matches_pytorch(onnx2tf_fp32):
     assert record.parity["passed"] and record.parity["max_abs_err"] <= 1e-4, record.parity
     details = record.details
     assert details["converter"] == "onnx2tf" and details["gpu"]["incompatible"] == 0
-    assert details["transposes"] == details["op_histogram"].get("TRANSPOSE", 0)
+    assert details["transposes"] == record.op_histogram.get("TRANSPOSE", 0)
     assert details["attention_layers"] == {} and details["attention_transposes"] is None  # no module paths
     meta = read_tflite_metadata(record.path)
     assert meta["preprocess"]["layout"] == "NHWC" and meta["export"]["converter"] == "onnx2tf"
