@@ -146,6 +146,115 @@ def _print_per_layer(name: str, report, rows: int = 15) -> None:
                   f"output relative error {report.rows[-1].rel_error:.4f} over {len(report.rows)} layers")
 
 
+def _cmd_dataset(args: argparse.Namespace) -> None:
+    from .datasets import write_digits
+
+    root = write_digits(args.out, size=args.size)
+    console.print(f"wrote scikit-learn's digits to {root}: train/ 1257 and val/ 540 images in 10 class folders "
+                  f"({args.size}x{args.size} PNG)", highlight=False)
+    console.print(f"next: xformer train xformer_xxs --data {root} --imgsz 64", highlight=False)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    given = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
+    train(given, resume=args.resume, console=console)
+
+
+def _cmd_val(args: argparse.Namespace) -> int:
+    from .checkpoint import atomic_path
+    from .train import validate
+
+    result = validate(args.source, args.data, ckpt=args.ckpt, model_name=args.model, batch=args.batch,
+                      threads=args.threads, workers=args.workers, strict=args.strict, progress=err_console)
+    if result.skipped:
+        err_console.print(f"[yellow]skipped {len(result.skipped)} unreadable image(s)[/] (first: {result.skipped[0]})",
+                          highlight=False)
+    table = Table(title=f"{Path(args.source).name}: {result.format} {result.precision} on {result.data} "
+                        f"({result.images} images, {result.runtime})")
+    for column in ("class", "images", "top-1"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, entry in result.per_class.items():
+        table.add_row(name, str(entry["images"]), f"{entry['top1']:.2%}")
+    table.add_section()
+    table.add_row("all", str(result.images), f"{result.top1:.2%}")
+    console.print(table)
+    agreement = "unknown (pass --ckpt with the weights it was exported from)" if result.agreement is None and \
+        result.format != "torch" else f"{result.agreement:.2%}" if result.agreement is not None else "-"
+    console.print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  agreement with PyTorch {agreement}  "
+                  f"({result.seconds:.1f} s)", highlight=False)
+    if args.out:
+        out = Path(args.out)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(result.to_dict(), indent=2))
+        console.print(f"wrote {out}", highlight=False)
+
+
+TRAIN_DESCRIPTION = """\
+Train a registered model from scratch, or fine-tune a checkpoint, on DIR/train/CLASS/* and evaluate on
+DIR/val/CLASS/* after every epoch.
+
+MobileViT's recipe: AdamW, linear warm-up then cosine, label smoothing 0.1, weight EMA, random resized
+crop + flip. Writes best/last .safetensors, resume.pt, metrics.csv/.json and curves.png.
+More processes or machines: torchrun --nproc-per-node N -m xformer train ... (--batch stays global)."""
+
+
+def _add_train_parsers(sub) -> None:
+    p = sub.add_parser("dataset", help="write a small real data set with exact labels as an image folder",
+                       description="Write scikit-learn's handwritten digits (bundled, no download) as DIR/train/0..9 "
+                                   "and DIR/val/0..9 PNGs, split 1257/540 with a fixed seed.")
+    p.add_argument("name", choices=("digits",), help="which data set")
+    p.add_argument("out", help="folder to create")
+    p.add_argument("--size", type=int, default=32, help="PNG side in pixels (the scans are 8x8; default 32)")
+    p.set_defaults(func=_cmd_dataset)
+
+    p = sub.add_parser("train", help="train or fine-tune a classifier on an image folder (also under torchrun)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=TRAIN_DESCRIPTION)
+    p.add_argument("source", nargs="?", help="model name (from scratch) or checkpoint (fine-tune)")
+    p.add_argument("--data", help="data set root with train/ and val/ class folders")
+    p.add_argument("--epochs", type=int, help="epochs (default 30)")
+    p.add_argument("--batch", type=int, help="global batch size, split over processes (default 64)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (default 3)")
+    p.add_argument("--label-smoothing", type=float, help="default 0.1")
+    p.add_argument("--ema-decay", type=float, help="weight EMA decay (default 0.9995, ramped up)")
+    p.add_argument("--imgsz", type=int, help="training and evaluation size, multiple of 32 (default: the model's)")
+    p.add_argument("--crop-scale", type=float, help="smallest area fraction of the random resized crop "
+                                                    "(default 0.08)")
+    p.add_argument("--hflip", type=float, help="probability of a left-right flip (default 0.5; 0 for text/digits)")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
+                   help="mixed precision (default auto: bf16/fp16 on CUDA, off on CPU)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--new-head", action="store_true", default=None,
+                   help="fine-tune: a fresh classifier even when the class count matches the checkpoint's")
+    p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("--out", help="run directory (default runs/train/ARCH, numbered when taken)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its resume.pt")
+    p.add_argument("--workers", type=int, help="data loader processes per process (default: up to 4)")
+    p.add_argument("--threads", type=int, help="CPU threads per process (default: half the cores per process)")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--strict", action="store_true", default=None,
+                   help="an unreadable image is an error (default: counted and skipped)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("val", help="top-1/top-5 and per-class accuracy of a checkpoint or any exported file",
+                       description="Accuracy on DIR/val/CLASS/* (or a folder of class folders) through the runtime "
+                                   "of the file, with the preprocessing embedded in it; agreement with the PyTorch "
+                                   "weights when they are known.")
+    p.add_argument("source", help="checkpoint, model name or exported file (.onnx/.tflite/.mlpackage)")
+    p.add_argument("--data", required=True, help="data set root (its val/ split is used) or a folder of class folders")
+    p.add_argument("--ckpt", help="the checkpoint the file was exported from, for the agreement column")
+    p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("--batch", type=int, default=32, help="batch size where the file takes any (default 32)")
+    p.add_argument("--threads", type=int, help="CPU threads for the runtime")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
+    p.add_argument("--strict", action="store_true", help="an unreadable image is an error (default: skipped)")
+    p.add_argument("--out", help="write the result as JSON to this file")
+    p.set_defaults(func=_cmd_val)
+
+
 def _add_export_parser(sub) -> None:
     from .export.formats import FORMATS
 
@@ -227,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: the bundled sample photos)")
     p.set_defaults(func=_cmd_validate)
 
+    _add_train_parsers(sub)
     bench.register(sub)
     android.register(sub)
     return parser

@@ -1,6 +1,6 @@
 """Errors users see. Each message names the problem and the fix; the CLI prints it and exits non-zero."""
 
-__all__ = ["CheckpointError", "ExportError", "MissingExtraError", "ModelFileError", "XFormerError"]
+__all__ = ["CheckpointError", "DataError", "ExportError", "MissingExtraError", "ModelFileError", "XFormerError"]
 
 
 class XFormerError(Exception):
@@ -9,6 +9,10 @@ class XFormerError(Exception):
 
 class CheckpointError(XFormerError, ValueError):
     """A checkpoint that cannot be used (corrupt, mismatched, unsafe)."""
+
+
+class DataError(XFormerError, ValueError):
+    """A data set that cannot be used for training or evaluation (missing, empty, mislabelled, unreadable)."""
 
 
 class ExportError(XFormerError, ValueError):
