@@ -60,6 +60,10 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", help="where on-the-fly exports are cached (default ~/.cache/xformer/exports; "
                                           "delete it to re-export)")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("--data", help="image folder (data set root with val/, or class folders): adds top-1 to every "
+                                   "row and flags rows below PyTorch's by more than the margins")
+    p.add_argument("--margin-float", type=float, help="flag float rows this many points below PyTorch (default 0.3)")
+    p.add_argument("--margin-int8", type=float, help="flag quantised rows this many points below (default 1.0)")
     p.add_argument("--suite", help="YAML suite file with these settings (flags given here override it)")
     p.add_argument("--out", help="write results.json, results.csv, results.md and plots to this directory")
     p.add_argument("--compare", help="an earlier results.json: show speed-up or regression per row")
@@ -80,7 +84,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from .harness import run_benchmarks
     from .record import load_results
-    from .report import compare_results, ratios_table, results_table, write_reports
+    from .report import accuracy_table, compare_results, ratios_table, results_table, write_reports
 
     config = _config(args)
     old = load_results(args.compare) if args.compare else None
@@ -93,6 +97,9 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     ratios = ratios_table(results)
     if ratios is not None:
         console.print(ratios)
+    accuracy = accuracy_table(results)
+    if accuracy is not None:
+        console.print(accuracy)
     for r in results:
         what = " ".join(filter(None, (r.model, r.format, r.precision, r.delegate, f"x{r.threads}")))
         for warning in r.warnings:

@@ -56,11 +56,24 @@ class BenchConfig:
     benchmark_model_args: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     model: str | None = None  # architecture of a plain state_dict
+    data: str | None = None  # image folder: adds a top-1 column, judged against PyTorch's
+    margin_float: float = 0.3  # percentage points below PyTorch's top-1 that flag a float row
+    margin_int8: float = 1.0  # ... and a quantised row
 
     @property
     def all_sources(self) -> list[str]:
         extra = [p for p in PEERS if self.peers and p not in self.sources]
         return list(self.sources) + extra
+
+    @property
+    def calibration_folder(self) -> str | None:
+        """With --data, static int8 files are calibrated on its training split (else on its val images)."""
+        if not self.data:
+            return None
+        from ..datasets import find_split
+
+        train = Path(self.data) / "train"
+        return str(train if train.is_dir() else find_split(self.data, "val"))
 
     @property
     def plan(self) -> RunPlan:
@@ -88,6 +101,12 @@ class BenchConfig:
                                 "use --formats tflite")
             if self.batch != 1:
                 problems.append(f"target {self.target} benchmarks the file's own batch size: drop --batch")
+            if self.data:
+                problems.append("--data measures accuracy on the host: run it without --target")
+        if self.data:
+            from ..datasets import find_split
+
+            find_split(self.data, "val")
         if problems:
             raise XFormerError("; ".join(problems))
 
@@ -125,7 +144,7 @@ def run_benchmarks(config: BenchConfig, console: Console | None = None) -> list[
 
     artifacts = resolve_sources(config.all_sources, config.target_formats, config.precisions, config.imgsz or [None],
                                 model_name=config.model, cache_dir=Path(config.cache_dir) if config.cache_dir else None,
-                                log=log)
+                                log=log, calib=config.calibration_folder)
     if config.target != "host":
         wrong = [a.source for a in artifacts if a.format != "tflite"]
         if wrong:
@@ -133,4 +152,11 @@ def run_benchmarks(config: BenchConfig, console: Console | None = None) -> list[
     columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("benchmarking", total=target.planned_runs(artifacts))
-        return target.run(artifacts, lambda n, what: progress.update(task, advance=n, description=what))
+        results = target.run(artifacts, lambda n, what: progress.update(task, advance=n, description=what))
+    if config.data:
+        from .accuracy import add_accuracy
+
+        log(f"measuring top-1 on {config.data}")
+        add_accuracy(results, artifacts, config.data, config.margin_float, config.margin_int8,
+                     threads=max(config.threads), console=console)
+    return results

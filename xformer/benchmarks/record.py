@@ -50,6 +50,7 @@ class BenchResult:
     peak_memory_mb: float | None = None
     memory_method: str | None = None  # what peak_memory_mb measures
     parity: dict | None = None  # against PyTorch: max_abs_err, cosine, top1_agreement
+    accuracy: dict | None = None  # with --data: top1, top5, images, pytorch_top1, delta_pt, margin_pt, flagged
     delegated_nodes: int | None = None
     total_nodes: int | None = None
     warnings: list[str] = field(default_factory=list)

@@ -14,15 +14,16 @@ from rich.table import Table
 from .record import BenchResult, save_results
 from .stats import TRIM_FRACTION
 
-__all__ = ["CSV_COLUMNS", "compare_results", "markdown_ratios", "markdown_report", "markdown_table", "ratio_rows",
-           "ratios_table", "results_table", "write_csv", "write_reports"]
+__all__ = ["CSV_COLUMNS", "accuracy_table", "compare_results", "markdown_accuracy", "markdown_ratios",
+           "markdown_report", "markdown_table", "ratio_rows", "ratios_table", "results_table", "write_csv",
+           "write_reports"]
 
 CSV_COLUMNS = ["model", "format", "precision", "runtime", "runtime_version", "target", "device", "threads",
                "delegate", "input_size", "batch", "file_size_mb", "params", "macs", "init_ms", "first_ms",
                "warmup_mean_ms", "runs", "mean_ms", "trimmed_mean_ms", "median_ms", "p5_ms", "p90_ms", "p95_ms",
                "std_ms", "min_ms", "max_ms", "fps", "peak_memory_mb", "parity_max_abs_err", "parity_cosine",
-               "parity_top1_agreement", "delegated_nodes", "total_nodes", "warnings", "error", "timestamp", "file",
-               "source"]
+               "parity_top1_agreement", "top1", "top5", "top1_delta_pt", "delegated_nodes", "total_nodes", "warnings",
+               "error", "timestamp", "file", "source"]
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -40,6 +41,17 @@ def _spread(r: BenchResult) -> str:
 
 def _parity(r: BenchResult) -> str:
     return f"{r.parity['max_abs_err']:.1e}" if r.parity else "-"
+
+
+def _top1(r: BenchResult) -> str:
+    acc = r.accuracy or {}
+    if "top1" not in acc:
+        return "-"
+    return f"{'[red]' if acc['flagged'] else ''}{100 * acc['top1']:.2f}{'[/]' if acc['flagged'] else ''}"
+
+
+def _delta(acc: dict) -> str:
+    return "-" if acc.get("delta_pt") is None else f"{acc['delta_pt']:+.2f}"
 
 
 def _where(r: BenchResult) -> str:
@@ -81,8 +93,10 @@ def results_table(results: list[BenchResult], compare: dict[tuple, float] | None
     """The on-screen table: one row per configuration, failed ones say so (the reason is printed below it)."""
     table = Table(title=title, caption=f"ms per batch over the timed runs: median is the headline, p5-p95 the "
                                        f"spread, trimmed mean drops the fastest and slowest {TRIM_FRACTION:.0%}")
+    with_accuracy = any(r.accuracy for r in results)
     columns = ["model", "format", "prec", "runtime", "thr", "input", "median", "p5-p95", "trim mean", "FPS",
-               "init", "mem MB", "max err"] + (["vs old"] if compare is not None else [])
+               "init", "mem MB", "max err"] + (["top-1 %"] if with_accuracy else []) + \
+        (["vs old"] if compare is not None else [])
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "format", "prec", "runtime") else "right",
                          no_wrap=column in ("model", "format", "runtime"))
@@ -93,6 +107,8 @@ def results_table(results: list[BenchResult], compare: dict[tuple, float] | None
             continue
         row = head + [f"[bold]{r.median_ms:.2f}[/]", _spread(r), _fmt(r.latency.trimmed_mean), _fmt(r.fps, 1),
                       _fmt(r.init_ms, 0), _fmt(r.peak_memory_mb, 0), _parity(r)]
+        if with_accuracy:
+            row.append(_top1(r))
         if compare is not None:
             row.append(_change(compare.get(r.key)))
         table.add_row(*row)
@@ -112,12 +128,65 @@ def ratios_table(results: list[BenchResult]) -> Table | None:
     return table
 
 
+def _accuracy_rows(results: list[BenchResult]) -> list[BenchResult]:
+    """One row per file (the first thread count): accuracy does not depend on threads."""
+    seen, rows = set(), []
+    for r in results:
+        key = (r.model, r.format, r.precision, tuple(r.input_size), r.file)
+        if r.accuracy and key not in seen:
+            seen.add(key)
+            rows.append(r)
+    return rows
+
+
+def accuracy_table(results: list[BenchResult]) -> Table | None:
+    rows = _accuracy_rows(results)
+    if not rows:
+        return None
+    data = next((r.accuracy["data"] for r in rows if "data" in r.accuracy), "")
+    table = Table(title=f"Accuracy on {data} (top-1 against PyTorch's; flagged beyond the margin)")
+    for column in ("model", "format", "prec", "runtime", "input", "images", "top-1 %", "top-5 %", "vs PyTorch pt",
+                   "margin pt", "status"):
+        table.add_column(column, justify="left" if column in ("model", "format", "prec", "runtime", "status")
+                         else "right")
+    for r in rows:
+        acc = r.accuracy
+        if "top1" not in acc:
+            table.add_row(r.model, r.format, r.precision, _where(r) or "-", _size(r), "", "", "", "", "",
+                          f"[red]failed[/]: {acc.get('error', '')[:40]}")
+            continue
+        status = "[bold red]FLAGGED[/]" if acc["flagged"] else "ok" if acc["delta_pt"] is not None else "no reference"
+        table.add_row(r.model, r.format, r.precision, _where(r) or "-", _size(r), str(acc["images"]),
+                      f"{100 * acc['top1']:.2f}", f"{100 * acc['top5']:.2f}", _delta(acc), f"{acc['margin_pt']:g}",
+                      status)
+    return table
+
+
+def markdown_accuracy(results: list[BenchResult]) -> str:
+    rows = [r for r in _accuracy_rows(results) if "top1" in r.accuracy]
+    if not rows:
+        return ""
+    lines = ["| model | format | precision | runtime | input | size (MB) | images | top-1 % | top-5 % | "
+             "vs PyTorch (pt) | median ms (1 thread) | status |", "|" + "---|" * 12]
+    for r in rows:
+        acc = r.accuracy
+        latency = next((x.median_ms for x in results if x.ok and x.threads == 1 and x.file == r.file
+                        and (x.model, x.format, x.precision) == (r.model, r.format, r.precision)), None)
+        status = "**flagged**" if acc["flagged"] else "ok" if acc["delta_pt"] is not None else "no reference"
+        lines.append(f"| `{r.model}` | {r.format} | {r.precision} | {_where(r)} | {_size(r)} | "
+                     f"{_fmt(r.file_size_mb, 2)} | {acc['images']} | {100 * acc['top1']:.2f} | "
+                     f"{100 * acc['top5']:.2f} | {_delta(acc)} | {_fmt(latency)} | {status} |")
+    return "\n".join(lines)
+
+
 def _flat(r: BenchResult) -> dict:
     lat = r.latency
     stat = {f"{k}_ms": getattr(lat, k) if lat else None
             for k in ("mean", "trimmed_mean", "median", "p5", "p90", "p95", "std", "min", "max")}
     parity = {f"parity_{k}": (r.parity or {}).get(k) for k in ("max_abs_err", "cosine", "top1_agreement")}
-    row = {**r.to_dict(), **stat, **parity, "runs": lat.runs if lat else None, "input_size": _size(r),
+    acc = r.accuracy or {}
+    accuracy = {"top1": acc.get("top1"), "top5": acc.get("top5"), "top1_delta_pt": acc.get("delta_pt")}
+    row = {**r.to_dict(), **stat, **parity, **accuracy, "runs": lat.runs if lat else None, "input_size": _size(r),
            "warnings": " | ".join(r.warnings)}
     return {k: row.get(k) for k in CSV_COLUMNS}
 
@@ -178,6 +247,9 @@ def markdown_report(results: list[BenchResult], compare: dict[tuple, float] | No
     ratios = markdown_ratios(results)
     if ratios:
         parts += ["", "## XFormer vs peers (same run)", "", ratios]
+    accuracy = markdown_accuracy(results)
+    if accuracy:
+        parts += ["", "## Accuracy (same run)", "", accuracy]
     failed = [r for r in results if not r.ok]
     if failed:
         parts += ["", "## Failed", ""] + [f"- `{r.model}` {r.format} {r.precision} x{r.threads}: {r.error}"

@@ -5,6 +5,7 @@ delete the directory to force a fresh export."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from .. import __version__
 from ..checkpoint import load_model, weights_sha256
 from ..complexity import count_macs, count_params
 from ..errors import XFormerError
+from ..export.formats import get_format
 from ..models import create_model
 
 __all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir", "resolve_sources"]
@@ -58,10 +60,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xformer" / "exports"
 
 
-def export_dir(model: nn.Module, size: tuple[int, int], cache_dir: Path) -> Path:
-    """Where on-the-fly exports of these weights at this size live (files named `{arch}_{precision}.{suffix}`)."""
+def export_dir(model: nn.Module, size: tuple[int, int], cache_dir: Path, calib: str | None = None) -> Path:
+    """Where on-the-fly exports of these weights at this size (and calibration folder) live (files named
+    `{arch}_{precision}.{suffix}`)."""
     arch = model.model_config.arch
-    return cache_dir / f"{arch}-{weights_sha256(model)[:12]}-{size[0]}x{size[1]}-v{__version__}"
+    name = f"{arch}-{weights_sha256(model)[:12]}-{size[0]}x{size[1]}-v{__version__}"
+    if calib is not None:
+        name += "-calib" + hashlib.sha256(str(Path(calib).resolve()).encode()).hexdigest()[:8]
+    return cache_dir / name
 
 
 def _size_of(spec: int | None, model: nn.Module) -> tuple[int, int]:
@@ -106,7 +112,8 @@ def _exported_file(path: Path, complexity: _Complexity) -> Artifact:
     return artifact
 
 
-def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log: Callable[[str], None]) -> None:
+def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log: Callable[[str], None],
+                    calib: str | None = None) -> None:
     """Fill in `path` (or `error`) of artifacts whose file is not cached yet: one export call per format, so a
     format the exporter rejects fails its own rows only."""
     from ..export import export
@@ -118,8 +125,10 @@ def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log
         height, width = todo[0].input_size
         log(f"exporting {model.model_config.arch} to {fmt} ({', '.join(precisions)}; {height}x{width}) in {out_dir}")
         try:
+            quantised = any(p in ("int8", "w8a16") for p in precisions)
             records = export(model, formats=[fmt], precisions=precisions,
-                             imgsz=height if height == width else (height, width), out_dir=out_dir)
+                             imgsz=height if height == width else (height, width), out_dir=out_dir,
+                             **({"calib": calib} if calib is not None and quantised else {}))
         except Exception as err:  # any exporter failure becomes failed rows; the other formats still run
             records, reason = [], f"{type(err).__name__}: {err}"
         else:
@@ -135,18 +144,22 @@ def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log
 
 def _model_artifacts(source: str, formats: list[str], precisions: list[str], sizes: list[int | None],
                      model_name: str | None, cache_dir: Path, complexity: _Complexity,
-                     log: Callable[[str], None]) -> list[Artifact]:
+                     log: Callable[[str], None], calib: str | None = None) -> list[Artifact]:
     model, _ = load_model(source, model_name)
     arch = model.model_config.arch
     artifacts = []
     for spec in sizes:
         size = _size_of(spec, model)
         params, macs = complexity(model, size)
-        out_dir = export_dir(model, size, cache_dir)
+        out_dir = export_dir(model, size, cache_dir, calib)
         to_export = []
         for fmt in formats:
             suffix = FORMATS[fmt]
-            for precision in (["fp32"] if suffix is None else precisions):
+            offered = ["fp32"] if suffix is None else [p for p in precisions if p in get_format(fmt).precisions]
+            skipped = [p for p in precisions if p not in offered and suffix is not None]
+            if skipped:
+                log(f"{fmt} does not offer {', '.join(skipped)}: no {fmt} row for it")
+            for precision in offered:
                 artifact = Artifact(model=arch, source=source, format=fmt, precision=precision, input_size=size,
                                     reference=model, params=params, macs=macs)
                 if suffix is None:
@@ -157,15 +170,16 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
                     artifact.error = _unsupported_here(fmt)
                     to_export.append(artifact)
                 artifacts.append(artifact)
-        _export_missing(model, to_export, out_dir, log)
+        _export_missing(model, to_export, out_dir, log, calib)
     return artifacts
 
 
 def resolve_sources(sources: list[str], formats: list[str], precisions: list[str], sizes: list[int | None],
                     model_name: str | None = None, cache_dir: Path | None = None,
-                    log: Callable[[str], None] = print) -> list[Artifact]:
+                    log: Callable[[str], None] = print, calib: str | None = None) -> list[Artifact]:
     """Artifacts for every source. Exported files are taken as they are (their own format, precision and
-    size); names and checkpoints expand to formats x precisions x sizes (PyTorch formats in fp32 only)."""
+    size); names and checkpoints expand to formats x precisions x sizes (PyTorch formats in fp32 only), their
+    static int8 files calibrated on the images under `calib` when given."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise XFormerError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
@@ -179,5 +193,5 @@ def resolve_sources(sources: list[str], formats: list[str], precisions: list[str
             artifacts.append(_exported_file(path, complexity))
         else:
             artifacts += _model_artifacts(source, formats, precisions, sizes, model_name,
-                                          cache_dir or default_cache_dir(), complexity, log)
+                                          cache_dir or default_cache_dir(), complexity, log, calib)
     return artifacts

@@ -60,7 +60,8 @@ def load_calibration(calib: str | Path | None, spec: PreprocessSpec) -> Calibrat
         files, source = sample_images(), "sample photos (scikit-image, matplotlib)"
     else:
         files, source = image_files(Path(calib)), str(calib)
-    files = files[:MAX_CALIBRATION_IMAGES]
+    # Evenly spaced over the sorted list, so a folder of class folders is sampled across every class.
+    files = files[::-(-len(files) // MAX_CALIBRATION_IMAGES)]
     nchw = replace(spec, layout="NCHW")
     arrays, skipped = [], 0
     for path in files:

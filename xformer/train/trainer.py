@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -315,6 +316,9 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
         best_top1, best_epoch = float(state["best_top1"]), int(state["best_epoch"])
         say(f"resuming {run_dir} at epoch {first_epoch + 1}/{config.epochs}", highlight=False)
     run_dir = run_dir or _run_dir(config, model.model_config.arch)
+    # The 1x1 convolutions after XFA's channel-major matmuls get channels-last gradients; DDP copies them into
+    # its buckets, which is correct, and says so once per process on every backward pass unless told not to.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ddp = nn.parallel.DistributedDataParallel(model) if ctx.is_distributed else model
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     if console is not None and state is None:
