@@ -1,9 +1,20 @@
+"""Session fixtures shared across test files: models, the digits data set, ONE trained checkpoint and its
+exported files (training and exporting are the slow parts of the suite, so each happens once)."""
+
+from pathlib import Path
+
 import pytest
 
 from xformer.models import create_model, list_models
 
 CLASSIFIERS = list_models()
 XFORMER_VARIANTS = [name for name in CLASSIFIERS if name.startswith(("xformer", "mobilevit"))]
+# What `make demo` runs, shortened: xformer_xxs at 64x64 on the digits folder (about a minute and a half here).
+# No loader processes: forking a test process that has loaded JAX (through the TFLite quantiser) can deadlock;
+# the command-line runs in test_train.py use workers.
+DIGITS_TRAINING = {"source": "xformer_xxs", "epochs": 10, "batch": 64, "imgsz": 64, "hflip": 0.0,
+                   "crop_scale": 0.5, "seed": 0, "workers": 0}
+DIGITS_PRECISIONS = ["fp32", "fp16", "dynamic-int8", "int8", "w8a16"]
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +27,44 @@ def sample_photo():
     from xformer.samples import sample_images
 
     return sample_images()[1]  # chelsea.png, a cat
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory) -> Path:
+    from xformer.datasets import write_digits
+
+    return write_digits(tmp_path_factory.mktemp("data") / "digits")
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_root, tmp_path_factory):
+    from xformer.train import train
+
+    return train({**DIGITS_TRAINING, "data": str(digits_root), "out": str(tmp_path_factory.mktemp("train"))})
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits_run):
+    from xformer import load_checkpoint
+
+    return load_checkpoint(digits_run.best)
+
+
+@pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory) -> Path:
+    """The `xformer bench --cache-dir` the digits exports are written into, so bench tests reuse them."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+@pytest.fixture(scope="session")
+def digits_exports(digits_model, digits_root, bench_cache) -> dict:
+    """ONNX fp32 and every TFLite precision of the trained checkpoint, static files calibrated on the training
+    split, written where `xformer bench CKPT --data DIGITS --cache-dir bench_cache` looks for them."""
+    from xformer.benchmarks.sources import export_dir
+    from xformer.export import export
+
+    calib = str(digits_root / "train")
+    out = export_dir(digits_model, (64, 64), bench_cache, calib)
+    records = export(digits_model, formats=["onnx", "tflite"], precisions=DIGITS_PRECISIONS, out_dir=out,
+                     calib=calib)
+    return {(r.format, r.precision): r for r in records}

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from xformer import save_checkpoint
 from xformer.cli import main
 from xformer.errors import ExportError, ModelFileError
 from xformer.export import export
@@ -20,38 +19,35 @@ from xformer.export.tflite_graph import read_graph
 from xformer.runtimes import load
 from xformer.runtimes.litert_runtime import LiteRTRuntime
 
-from .digits import load_digits_data, top1, train_digits_model
+from .conftest import DIGITS_PRECISIONS as PRECISIONS
+from .digits import load_digits_folder, top1
 
-PRECISIONS = ["fp32", "fp16", "dynamic-int8", "int8", "w8a16"]
-CALIBRATION_IMAGES = 128
+CALIBRATION_IMAGES = 419  # the 1257 training images, evenly sampled down to at most 500
 
 
 @pytest.fixture(scope="module")
-def digits():
-    data = load_digits_data()
-    return data, train_digits_model(data)
+def digits(digits_model, digits_root):
+    return load_digits_folder(digits_root, digits_model.model_config.preprocess), digits_model
 
 
 @pytest.fixture(scope="module")
 def calib_dir(digits, tmp_path_factory):
+    """128 training images as a flat folder: the per-layer report's inputs."""
     data, _ = digits
     directory = tmp_path_factory.mktemp("calib")
-    for i, image in enumerate(data.train_images[:CALIBRATION_IMAGES]):
+    for i, image in enumerate(data.train_images[::10]):
         image.save(directory / f"{i:04d}.png")
     return directory
 
 
 @pytest.fixture(scope="module")
-def exported(digits, calib_dir, tmp_path_factory):
-    _, model = digits
-    out = tmp_path_factory.mktemp("tflite")
-    records = export(model, formats="tflite", precisions=PRECISIONS, out_dir=out, calib=str(calib_dir))
-    return {r.precision: r for r in records}
+def exported(digits_exports):
+    return {precision: r for (fmt, precision), r in digits_exports.items() if fmt == "tflite"}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(digits, tmp_path_factory):
-    return save_checkpoint(digits[1], tmp_path_factory.mktemp("ckpt") / "digits.safetensors")
+def checkpoint(digits_run):
+    return digits_run.best
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +112,10 @@ def test_metadata_round_trips_and_describes_io(exported, digits):
         assert runtime.inputs[0].shape == (1, 64, 64, 3) and runtime.input_layout == "NHWC"
 
 
-def test_int8_io_file_carries_scale_and_zero_point(digits, calib_dir, exported, tmp_path):
+def test_int8_io_file_carries_scale_and_zero_point(digits, digits_root, exported, tmp_path):
     data, model = digits
-    (record,) = export(model, formats="tflite", precisions=["int8"], out_dir=tmp_path, calib=str(calib_dir),
-                       int8_io=True)
+    (record,) = export(model, formats="tflite", precisions=["int8"], out_dir=tmp_path,
+                       calib=str(digits_root / "train"), int8_io=True)
     assert record.ok, record.error
     assert record.details["conversion"].startswith("reused")  # same PT2E conversion as the float-I/O file
     runtime = load(record.path)

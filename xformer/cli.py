@@ -91,7 +91,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         raise XFormerError("give one or more image files, or --samples to use the bundled sample photos")
     for image in images:
         predictions = runtime.predict(image, k=args.top_k)
-        table = Table(title=f"{Path(image).name}  ({runtime.name}: {runtime.path.name})")
+        shown = Path(image).name if Path(image).is_absolute() else image  # keeps a relative path's class folder
+        table = Table(title=f"{shown}  ({runtime.name}: {runtime.path.name})")
         for column in ("rank", "class", "label", "prob", "logit"):
             table.add_column(column, justify="left" if column == "label" else "right")
         for rank, p in enumerate(predictions, 1):

@@ -267,7 +267,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
 
     train_root, val_root = find_split(config.data, "train"), find_split(config.data, "val")
     if train_root == val_root:
-        raise DataError(f"{config.data} needs train/ and val/ splits of class folders to train on")
+        raise DataError(f"{config.data} needs train/ and val/ splits of class folders to train on "
+                        f"({config.data}/train/CLASS/image.jpg); `xformer dataset digits DIR` writes an example")
     train_set = ImageFolder(train_root, strict=config.strict)
     classes = train_set.classes
     if state is not None:
@@ -314,10 +315,11 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
         scaler.load_state_dict(state["scaler"])
         history, first_epoch = list(state["history"]), int(state["epoch"])
         best_top1, best_epoch = float(state["best_top1"]), int(state["best_epoch"])
-        say(f"resuming {run_dir} at epoch {first_epoch + 1}/{config.epochs}", highlight=False)
+        say(f"resuming {run_dir} at epoch {first_epoch + 1}/{config.epochs}" if first_epoch < config.epochs
+            else f"{run_dir} finished all {config.epochs} epochs already", highlight=False)
     run_dir = run_dir or _run_dir(config, model.model_config.arch)
-    # The 1x1 convolutions after XFA's channel-major matmuls get channels-last gradients; DDP copies them into
-    # its buckets, which is correct, and says so once per process on every backward pass unless told not to.
+    # A few convolution weights get gradients in another memory layout than DDP's buckets; DDP copies them,
+    # which is correct, and would warn about it from every process.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ddp = nn.parallel.DistributedDataParallel(model) if ctx.is_distributed else model
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
