@@ -150,6 +150,11 @@ def test_bad_data_fails_clearly_and_writes_nothing(digits_run, tmp_path):
     no_val = tmp_path / "no_val"
     _folder(no_val, {"a": 2, "b": 2})
     cases["no val split"] = (no_val, "has no val/ split")
+    flat = tmp_path / "flat"
+    _folder(flat, {"a": 1}, "val")
+    (flat / "train").mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "train" / "loose.png")
+    cases["split without class folders"] = (flat, "train holds no class folders")
     empty_class = tmp_path / "empty_class"
     _folder(empty_class, {"a": 2}), _folder(empty_class, {"a": 2}, "val")
     (empty_class / "train" / "b").mkdir()

@@ -298,8 +298,8 @@ def _add_export_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xformer",
-        description="XFormer Mobile: export the XFormer vision backbone to ONNX, TFLite and CoreML, "
-                    "check every file against PyTorch, and benchmark it.")
+        description="XFormer Mobile: train the XFormer vision backbone, export it to ONNX, TFLite and CoreML, "
+                    "check every file against PyTorch, and measure its accuracy and speed.")
     parser.add_argument("--version", action="version", version=f"xformer-mobile {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
