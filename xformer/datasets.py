@@ -85,7 +85,8 @@ class ImageFolder(torch.utils.data.Dataset):
                                     "or drop --strict to skip unreadable images")
                 else:
                     self.skipped.append((path, problem))
-        empty = [n for n in found if not any(s.label == self.classes.index(n) for s in self.samples)]
+        present = {s.label for s in self.samples}
+        empty = [n for n in found if self.classes.index(n) not in present]
         if empty:
             raise DataError(f"no readable image in class folder(s) {', '.join(empty)} under {self.root}")
 
