@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from .checkpoint import atomic_path
-from .errors import ModelFileError, XFormerError
+from .errors import ModelFileError, OptionError
 from .preprocess import PreprocessSpec
 
 __all__ = ["ASSETS", "check_android_model", "default_project", "install_model", "register"]
@@ -89,7 +89,7 @@ def install_model(model: str | Path, project: str | Path | None = None) -> tuple
     metadata = check_android_model(model)
     project = Path(project) if project is not None else default_project()
     if not (project / "settings.gradle").is_file() or not (project / "app").is_dir():
-        raise XFormerError(f"no Android demo project at {project}: pass --project with the path of the android_demo/ "
+        raise OptionError(f"no Android demo project at {project}: pass --project with the path of the android_demo/ "
                            "folder of an xformer-mobile checkout")
     target = project / ASSETS / model.name
     with atomic_path(target, suffix=".part") as tmp:  # never a half-copied .tflite the build would pick up

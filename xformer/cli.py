@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, android
+from . import __version__, android, logs
 from .benchmarks import command as bench
-from .errors import ModelFileError, XFormerError
+from .errors import ModelFileError, OptionError, XFormerError
 
 # Tables stay readable in CI logs and pipes, where rich would otherwise assume 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=150)
@@ -59,7 +60,7 @@ def _info_checkpoint(args: argparse.Namespace) -> None:
     model, seeded = load_model(args.source, args.model)
     config = model.model_config
     if seeded:
-        err_console.print(SEEDED_NOTE.format(name=args.source))
+        err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
     info = {**config.to_dict(), "params": count_params(model),
             "gmacs": round(count_macs(model, config.preprocess.input_size) / 1e9, 3),
             "weights_sha256": weights_sha256(model)}
@@ -85,10 +86,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
     runtime = load(args.source, threads=args.threads, **({"model_name": args.model} if args.model else {}))
     if getattr(runtime, "seeded", False):
-        err_console.print(SEEDED_NOTE.format(name=args.source))
+        err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
     images = list(args.images) + (sample_images() if args.samples else [])
     if not images:
-        raise XFormerError("give one or more image files, or --samples to use the bundled sample photos")
+        raise OptionError("give one or more image files, or --samples to use the bundled sample photos")
     for image in images:
         predictions = runtime.predict(image, k=args.top_k)
         table = Table(title=f"{Path(image).name}  ({runtime.name}: {runtime.path.name})")
@@ -106,7 +107,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     model, seeded = load_model(args.source, args.model)
     if seeded:
-        err_console.print(SEEDED_NOTE.format(name=args.source))
+        err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
     format_options = {option for f in FORMATS.values() for option in f.options}
     options = {k: v for k, v in vars(args).items() if k in format_options and v is not None}
     records = export(model, formats=args.formats, precisions=args.precisions.split(",") if args.precisions else None,
@@ -122,7 +123,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.per_layer and Path(args.file).suffix != ".tflite":
         raise ModelFileError(f"--per-layer reads the intermediate tensors of .tflite files, not {args.file}")
     if args.images and not args.per_layer:
-        raise XFormerError("--images picks the inputs of --per-layer; add --per-layer")
+        raise OptionError("--images picks the inputs of --per-layer; add --per-layer")
     report = validate_file(args.file, args.ckpt, args.model)
     _print_metadata(f"parity of {Path(args.file).name} against PyTorch", report.to_dict())
     if args.per_layer:
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="XFormer Mobile: export the XFormer vision backbone to ONNX, TFLite and CoreML, "
                     "check every file against PyTorch, and benchmark it.")
     parser.add_argument("--version", action="version", version=f"xformer-mobile {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show the converters' and runtimes' own log lines")
+    parser.add_argument("--debug", action="store_true", help="--verbose, and a traceback with every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("models", help="list registered models with params, GMACs and input size")
@@ -232,18 +235,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GLOBAL_FLAGS = ("--verbose", "--debug")
+
+
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    """--verbose and --debug work anywhere on the line, for every subcommand (argparse wants them first)."""
+    return [a for a in argv if a in GLOBAL_FLAGS] + [a for a in argv if a not in GLOBAL_FLAGS]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Errors users can fix print one line, `error: ...`, and exit with the error's exit_code
+    (2: what was given cannot be used, 1: the work failed); a traceback only with --debug."""
+    args = build_parser().parse_args(_hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
+    logs.configure(verbose=args.verbose or args.debug)
     try:
         status = args.func(args)
-    except XFormerError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-        return 2
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         return 130
+    except Exception as err:
+        if args.debug:
+            err_console.print_exception(show_locals=False)
+        err_console.print(f"[bold red]error:[/] {escape(_describe(err))}", highlight=False, soft_wrap=True)
+        return getattr(err, "exit_code", 1) if isinstance(err, XFormerError) else 1
     return status or 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _describe(err: Exception) -> str:
+    """One line for any error: ours as written, the operating system's with its path, anything else as a bug."""
+    if isinstance(err, XFormerError):
+        return " ".join(str(err).split())
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}; check the path, its permissions and the free disk space"
+    return (f"unexpected {type(err).__name__}: {err}. This is a bug in xformer-mobile; rerun with --debug and report "
+            "the traceback")

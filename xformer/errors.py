@@ -1,22 +1,45 @@
-"""Errors users see. Each message names the problem and the fix; the CLI prints it and exits non-zero."""
+"""Errors users see. Each message names the problem and the fix; the CLI prints it as one line and exits
+with the error's `exit_code`: 2 when what was given cannot be used (fix the command or its inputs), 1 when
+the request was right but the work failed (a converter, a device, the environment)."""
 
-__all__ = ["CheckpointError", "ExportError", "MissingExtraError", "ModelFileError", "XFormerError"]
+__all__ = ["CheckpointError", "DeviceError", "ExportError", "ImageError", "MissingExtraError", "ModelFileError",
+           "OptionError", "UsageError", "XFormerError", "require"]
 
 
 class XFormerError(Exception):
     """Base of every error the CLI reports as one clear line instead of a traceback."""
 
+    exit_code = 1
 
-class CheckpointError(XFormerError, ValueError):
-    """A checkpoint that cannot be used (corrupt, mismatched, unsafe)."""
+
+class UsageError(XFormerError, ValueError):
+    """Something the user gave cannot be used as given: an argument, an option or an input file."""
+
+    exit_code = 2
 
 
 class ExportError(XFormerError, ValueError):
-    """An export request that cannot be carried out (unknown format, bad option, failed conversion)."""
+    """An export that failed (a converter crashed, a file did not match PyTorch)."""
 
 
-class ModelFileError(XFormerError, ValueError):
+class OptionError(UsageError, ExportError):
+    """An option, option value or combination that cannot apply (an ExportError too, for export requests)."""
+
+
+class ImageError(UsageError):
+    """An image input that is missing or cannot be decoded."""
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that cannot be used (corrupt, mismatched, unsafe)."""
+
+
+class ModelFileError(UsageError):
     """An exported model file that cannot be loaded or run."""
+
+
+class DeviceError(XFormerError):
+    """A device or external tool that cannot be used (no phone attached, a binary that fails or times out)."""
 
 
 class MissingExtraError(XFormerError, ImportError):

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import XFormerError
+from ..errors import OptionError
 from .record import BenchResult
 from .sources import PEERS, resolve_sources
 
@@ -89,7 +89,7 @@ class BenchConfig:
             if self.batch != 1:
                 problems.append(f"target {self.target} benchmarks the file's own batch size: drop --batch")
         if problems:
-            raise XFormerError("; ".join(problems))
+            raise OptionError("; ".join(problems))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +112,7 @@ def make_target(config: BenchConfig):
         from .benchmark_model import LocalBenchmarkModelTarget
 
         return LocalBenchmarkModelTarget(config.benchmark_model, **options, **tool)
-    raise XFormerError(f"unknown target {config.target!r}; choose from {', '.join(TARGETS)}")
+    raise OptionError(f"unknown target {config.target!r}; choose from {', '.join(TARGETS)}")
 
 
 def run_benchmarks(config: BenchConfig, console: Console | None = None) -> list[BenchResult]:
@@ -129,7 +129,7 @@ def run_benchmarks(config: BenchConfig, console: Console | None = None) -> list[
     if config.target != "host":
         wrong = [a.source for a in artifacts if a.format != "tflite"]
         if wrong:
-            raise XFormerError(f"target {config.target} runs .tflite files only, not: {', '.join(wrong)}")
+            raise OptionError(f"target {config.target} runs .tflite files only, not: {', '.join(wrong)}")
     columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("benchmarking", total=target.planned_runs(artifacts))

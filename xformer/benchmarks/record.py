@@ -132,7 +132,7 @@ def save_results(results: list[BenchResult], path: str | Path, config: dict | No
 
 def load_results(path: str | Path) -> list[BenchResult]:
     """Records from a results.json written by `save_results` (or `xformer bench --out`)."""
-    from ..errors import XFormerError
+    from ..errors import UsageError
 
     path = Path(path)
     try:
@@ -141,5 +141,5 @@ def load_results(path: str | Path) -> list[BenchResult]:
             raise ValueError(f"format is {document.get('format')!r}, expected {RESULTS_FORMAT!r}")
         return [BenchResult.from_dict(d) for d in document["results"]]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise XFormerError(f"cannot read benchmark results from {path} ({err}); pass a results.json written by "
+        raise UsageError(f"cannot read benchmark results from {path} ({err}); pass a results.json written by "
                            "`xformer bench --out DIR`") from err

@@ -16,7 +16,7 @@ from torch import nn
 from .. import __version__
 from ..checkpoint import load_model, weights_sha256
 from ..complexity import count_macs, count_params
-from ..errors import XFormerError
+from ..errors import ModelFileError, OptionError
 from ..models import create_model
 
 __all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir", "resolve_sources"]
@@ -168,14 +168,14 @@ def resolve_sources(sources: list[str], formats: list[str], precisions: list[str
     size); names and checkpoints expand to formats x precisions x sizes (PyTorch formats in fp32 only)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise XFormerError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+        raise OptionError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     complexity = _Complexity()
     artifacts = []
     for source in sources:
         path = Path(source)
         if path.suffix in EXPORTED_SUFFIXES:
             if not path.exists():
-                raise XFormerError(f"model file not found: {source}")
+                raise ModelFileError(f"model file not found: {source}")
             artifacts.append(_exported_file(path, complexity))
         else:
             artifacts += _model_artifacts(source, formats, precisions, sizes, model_name,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError, require
+from ..errors import OptionError, require
 from ..preprocess import PreprocessSpec
 from .metadata import METADATA_KEY, dumps
 from .parity import compare, parity_inputs, reference_logits
@@ -216,7 +216,7 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
     from .mil_eval import load_program, program_stats
 
     if coreml_input not in INPUT_KINDS:
-        raise ExportError(f"coreml_input must be one of {', '.join(INPUT_KINDS)}, got {coreml_input!r}")
+        raise OptionError(f"coreml_input must be one of {', '.join(INPUT_KINDS)}, got {coreml_input!r}")
     compression = _compression(ct, precision)
     spec = PreprocessSpec.from_dict(metadata["preprocess"])
     fold = coreml_input == "image" and not spec.is_identity_normalization

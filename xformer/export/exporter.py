@@ -18,7 +18,8 @@ from rich.table import Table
 from torch import nn
 
 from ..checkpoint import atomic_path, load_model
-from ..errors import ExportError, XFormerError
+from ..errors import MissingExtraError, OptionError, XFormerError
+from ..logs import quiet_native
 from .deploy import TARGETS as DEPLOY_TARGETS
 from .deploy import deploy_model, has_deploy_form
 from .formats import ExportFormat, parse_formats
@@ -66,13 +67,13 @@ def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, defau
         try:
             size = (int(parts[0]), int(parts[-1]))
         except ValueError as err:
-            raise ExportError(f"image size {imgsz!r} is not a number or HxW (e.g. 256 or 512x1024)") from err
+            raise OptionError(f"image size {imgsz!r} is not a number or HxW (e.g. 256 or 512x1024)") from err
     elif isinstance(imgsz, int):
         size = (imgsz, imgsz)
     else:
         size = (int(imgsz[0]), int(imgsz[-1]))
     if any(s <= 0 or s % 32 for s in size):
-        raise ExportError(f"image size {size[0]}x{size[1]} is not a multiple of 32 (the network's stride); "
+        raise OptionError(f"image size {size[0]}x{size[1]} is not a multiple of 32 (the network's stride); "
                           f"try {max(32, round(size[0] / 32) * 32)}")
     return size
 
@@ -83,7 +84,7 @@ def _plan(formats: list[ExportFormat], precisions: list[str] | None) -> list[tup
     for p in precisions:
         if not any(p in f.precisions for f in formats):
             supported = "; ".join(f"{f.name}: {', '.join(f.precisions)}" for f in formats)
-            raise ExportError(f"precision {p!r} is not supported by {', '.join(f.name for f in formats)} "
+            raise OptionError(f"precision {p!r} is not supported by {', '.join(f.name for f in formats)} "
                               f"(supported: {supported})")
     plan = [(f, p) for f in formats for p in precisions if p in f.precisions]
     for f in formats:
@@ -93,17 +94,26 @@ def _plan(formats: list[ExportFormat], precisions: list[str] | None) -> list[tup
     return plan
 
 
-def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool | None, options: dict) -> None:
+def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool | None, options: dict,
+                   validate: bool) -> None:
     """Options that cannot apply to what was asked for fail here, before any slow conversion."""
     planned = {(f.name, p) for f, p in plan}
+    if validate:
+        from ..samples import sample_images
+
+        try:
+            sample_images()
+        except MissingExtraError as err:
+            raise MissingExtraError("the parity check (on the sample photos; or pass --no-validate)", err.extra,
+                                    "scikit-image / matplotlib") from err
     if options.get("int8_io") and ("tflite", "int8") not in planned:
-        raise ExportError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
+        raise OptionError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
     if options.get("calib") is not None:
         from .calibration import image_files
 
         image_files(Path(options["calib"]))
     if channels_last_io and options.get("coreml_input", "image") == "image" and any(n == "coreml" for n, _ in planned):
-        raise ExportError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
+        raise OptionError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
                           "tensor inputs only: add --coreml-input tensor or drop --nhwc")
 
 
@@ -130,38 +140,40 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
     records = []
     reference_inputs = None
     channels_last_io = options.pop("channels_last_io", None)  # passed to exporters as its own argument
-    _check_request(plan, channels_last_io, options)
+    _check_request(plan, channels_last_io, options, validate)
     for fmt, precision in plan:
         record = ArtifactRecord(fmt.name, precision, deploy=deploy)
         start = time.perf_counter()
-        try:
-            fmt.require()
-            channels_last = fmt.channels_last_default if channels_last_io is None else channels_last_io
-            target = fmt.name if fmt.name in DEPLOY_TARGETS else "generic"
-            if deploy and has_deploy_form(model):
-                form = deploy_model(model, channels_last, target)
-            else:
-                form = _training_form(model, channels_last)
-            metadata = build_metadata(model, format=fmt.name, precision=precision,
-                                      layout="NHWC" if channels_last else "NCHW", input_size=input_size,
-                                      deploy=deploy)
-            path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
-            with atomic_path(path, directory=fmt.directory) as tmp:
-                details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
-                                              metadata=metadata, precision=precision, reference=model, **options)
-            record.path, record.ok = path, True
-            record.seconds = time.perf_counter() - start
-            record.size_mb = _file_size_mb(path)
-            record.op_histogram = details.pop("op_histogram", {})
-            record.max_rank = details.pop("max_rank", None)
-            record.details = details
-            console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, {record.seconds:.1f} s")
-            if validate:
+        with quiet_native():  # converters' own log lines are dropped; ours are kept, in order
+            try:
+                fmt.require()
+                channels_last = fmt.channels_last_default if channels_last_io is None else channels_last_io
+                target = fmt.name if fmt.name in DEPLOY_TARGETS else "generic"
+                if deploy and has_deploy_form(model):
+                    form = deploy_model(model, channels_last, target)
+                else:
+                    form = _training_form(model, channels_last)
+                metadata = build_metadata(model, format=fmt.name, precision=precision,
+                                          layout="NHWC" if channels_last else "NCHW", input_size=input_size,
+                                          deploy=deploy)
+                path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
+                with atomic_path(path, directory=fmt.directory) as tmp:
+                    details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
+                                                  metadata=metadata, precision=precision, reference=model, **options)
+                record.path, record.ok = path, True
+                record.seconds = time.perf_counter() - start
+                record.size_mb = _file_size_mb(path)
+                record.op_histogram = details.pop("op_histogram", {})
+                record.max_rank = details.pop("max_rank", None)
+                record.details = details
+                console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, "
+                              f"{record.seconds:.1f} s")
+            except XFormerError as err:
+                record.error = str(err)
+            except Exception as err:  # a converter crash is recorded and the other formats still run
+                record.error = f"{type(err).__name__}: {err}"
+            if record.ok and validate:
                 reference_inputs = _validate(record, model, input_size, reference_inputs)
-        except XFormerError as err:
-            record.error = str(err)
-        except Exception as err:  # a converter crash is recorded and the other formats still run
-            record.error = f"{type(err).__name__}: {err}"
         if record.error:
             record.seconds = time.perf_counter() - start
             console.print(f"[bold red]{fmt.name} {precision} failed:[/] {record.error}", highlight=False)
@@ -199,12 +211,18 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
             console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
                           f"top-1 {mil['top1_agreement']:.0%} {verdict}")
         return cache
-    if cache is None:
-        spec = model.model_config.preprocess.with_input_size(input_size)
-        batch, photos = parity_inputs(spec)
-        cache = (batch, photos, reference_logits(model, batch))
-    batch, photos, expected = cache
-    report = check_parity(runtime, model, record.precision, inputs=(batch, photos), expected=expected)
+    try:
+        if cache is None:
+            spec = model.model_config.preprocess.with_input_size(input_size)
+            batch, photos = parity_inputs(spec)
+            cache = (batch, photos, reference_logits(model, batch))
+        batch, photos, expected = cache
+        report = check_parity(runtime, model, record.precision, inputs=(batch, photos), expected=expected)
+    except Exception as err:  # the file exists but could not be checked: that fails the check, never passes it
+        message = str(err) if isinstance(err, XFormerError) else f"{type(err).__name__}: {err}"
+        record.parity = {"passed": False, "failures": [f"parity could not be measured: {message}"]}
+        console.print(f"  [bold red]parity FAILED[/]: could not be measured ({message})", highlight=False)
+        return cache
     record.parity = report.to_dict()
     verdict = "[green]ok[/]" if report.passed else f"[bold red]FAILED[/] ({'; '.join(report.failures)})"
     console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, "

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError
+from ..errors import ExportError, OptionError
 from .metadata import METADATA_KEY, dumps
 
 __all__ = ["export_onnx", "onnx_graph_stats"]
@@ -142,7 +142,7 @@ def export_onnx(model: nn.Module, path: Path, *, input_size: tuple[int, int], ch
     import onnx
 
     if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is too old: the dynamo exporter needs opset >= {MIN_OPSET}")
+        raise OptionError(f"opset {opset} is too old: the dynamo exporter needs opset >= {MIN_OPSET}")
     height, width = input_size
     batch = 2 if dynamic_batch else 1  # torch.export specialises a dimension traced at size 1
     shape = (batch, height, width, 3) if channels_last_io else (batch, 3, height, width)
