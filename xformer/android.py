@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from .checkpoint import atomic_path
+from .console import console
 from .errors import ModelFileError, OptionError
 from .preprocess import PreprocessSpec
 
@@ -98,8 +99,6 @@ def install_model(model: str | Path, project: str | Path | None = None) -> tuple
 
 
 def _cmd_android(args: argparse.Namespace) -> None:
-    from .cli import console
-
     target, metadata = install_model(args.model, args.project)
     spec = PreprocessSpec.from_dict(metadata["preprocess"])
     project = target.parents[len(ASSETS.parts)]

@@ -8,17 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, android, logs
 from .benchmarks import command as bench
+from .console import console, err_console
 from .errors import ModelFileError, OptionError, XFormerError
-
-# Tables stay readable in CI logs and pipes, where rich would otherwise assume 80 columns.
-console = Console() if sys.stdout.isatty() else Console(width=150)
-err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=150)
 
 SEEDED_NOTE = ("[yellow]note:[/] {name} has no trained weights here (none can be downloaded); using deterministic "
                "seeded weights, so predictions are not meaningful. Pass a checkpoint for real results.")

@@ -41,7 +41,7 @@ NOISY_WARNINGS = (
 # torchao's missing-kernel notes, coremltools' and tqdm's progress bars.
 NATIVE_NOISE = re.compile(
     r"^\s*(?:"
-    r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]"
+    r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]"
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|(?:INFO|VERBOSE): (?:Created TensorFlow Lite|Initialized TensorFlow Lite|Replacing \d+|TfLite)"
     r"|Failed to load \S*torchao\S*"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
+from ..console import err_console as console
 from ..errors import OptionError
 from ..preprocess import PreprocessSpec, preprocess
 
@@ -21,7 +21,6 @@ __all__ = ["CalibrationSet", "IMAGE_SUFFIXES", "MIN_CALIBRATION_IMAGES", "image_
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 MIN_CALIBRATION_IMAGES = 100
 MAX_CALIBRATION_IMAGES = 500  # ranges settle long before; more only costs time
-console = Console(stderr=True)
 
 
 @dataclass

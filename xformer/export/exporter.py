@@ -13,11 +13,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from ..checkpoint import atomic_path, load_model
+from ..console import console as stdout_console
+from ..console import err_console as console
 from ..errors import MissingExtraError, OptionError, XFormerError
 from ..logs import quiet_native
 from .deploy import TARGETS as DEPLOY_TARGETS
@@ -28,7 +31,6 @@ from .metadata import build_metadata
 __all__ = ["ArtifactRecord", "export", "normalize_imgsz"]
 
 REPORT_NAME = "export_report.json"
-console = Console(stderr=True)
 
 
 @dataclass
@@ -56,6 +58,17 @@ class ArtifactRecord:
     @property
     def parity_passed(self) -> bool:
         return self.parity is None or bool(self.parity.get("passed", True))
+
+    @property
+    def status(self) -> str:
+        """One word for the summary: failed, parity FAILED, not checked (parity could not run here) or ok."""
+        if not self.ok:
+            return "failed"
+        if not self.parity_passed:
+            return "parity FAILED"
+        if self.parity is not None and self.parity.get("passed") is None:
+            return "not checked"
+        return "ok"
 
 
 def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, default: tuple[int, int]) -> tuple[int, int]:
@@ -227,7 +240,7 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
     verdict = "[green]ok[/]" if report.passed else f"[bold red]FAILED[/] ({'; '.join(report.failures)})"
     console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, "
                   f"top-1 {report.top1_agreement:.0%} ({report.photos} photos + {report.random_inputs} random) "
-                  f"{verdict}")
+                  f"{verdict}", soft_wrap=True)
     return cache
 
 
@@ -250,27 +263,33 @@ def write_report(records: list[ArtifactRecord], out_dir: Path, model: nn.Module)
 
 
 def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> None:
-    """The export table, then the exact commands to use each file."""
-    out = out or Console()
-    table = Table(title="Export")
-    for column in ("format", "precision", "file", "MB", "s", "max rank", "max abs err", "cosine", "top-1", "status"):
-        table.add_column(column, justify="right" if column in ("MB", "s", "max rank") else "left")
+    """The export table (fits 80 columns: format and precision are in the file name), what failed and why,
+    then the commands to use each file."""
+    out = out or stdout_console
+    table = Table(title="Export", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("file", "MB", "s", "max err", "cosine", "top-1", "status"):
+        table.add_column(column, justify="left" if column in ("file", "status") else "right", no_wrap=True)
     for r in records:
         p = r.parity or {}
-        status = "failed" if not r.ok else "parity FAILED" if not r.parity_passed else "ok"
-        table.add_row(r.format, r.precision, r.path.name if r.path else "-", f"{r.size_mb:.2f}", f"{r.seconds:.1f}",
-                      str(r.max_rank or "-"), f"{p['max_abs_err']:.1e}" if "max_abs_err" in p else "-",
+        table.add_row(r.path.name if r.path else f"{r.format} {r.precision}", f"{r.size_mb:.2f}" if r.ok else "-",
+                      f"{r.seconds:.1f}", f"{p['max_abs_err']:.1e}" if "max_abs_err" in p else "-",
                       f"{p['cosine']:.6f}" if "cosine" in p else "-",
-                      f"{p['top1_agreement']:.0%}" if "top1_agreement" in p else p.get("not_run", "-")[:30],
-                      status if r.ok else f"failed: {r.error[:60]}")
+                      f"{p['top1_agreement']:.0%}" if "top1_agreement" in p else "-", r.status)
     out.print(table)
+    for r in records:
+        reason = r.error or "; ".join((r.parity or {}).get("failures") or []) or (r.parity or {}).get("not_run")
+        if reason and r.status != "ok":
+            out.print(f"  {r.path.name if r.path else f'{r.format} {r.precision}'}: {reason}", highlight=False,
+                      soft_wrap=True)
     for r in records:
         gpu = r.details.get("gpu")
         if r.ok and gpu is not None:  # TFLite: what decides whether a phone's GPU delegate takes the whole graph
             in_attention = r.details.get("attention_transposes")
             out.print(f"  {r.path.name}: {r.details['ops']} ops, {r.details['transposes']} TRANSPOSE"
                       f"{'' if in_attention is None else f' ({in_attention} in attention layers)'}, "
-                      f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}")
+                      f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}",
+                      highlight=False, soft_wrap=True)
     for r in records:
         if r.ok:
-            out.print(f"  xformer predict {r.path} image.jpg    xformer bench {r.path}")
+            out.print(f"  use: xformer predict {r.path} image.jpg; xformer bench {r.path}", highlight=False,
+                      soft_wrap=True)
