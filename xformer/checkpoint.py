@@ -21,9 +21,9 @@ from torch import nn
 
 from . import __version__
 from .errors import CheckpointError
-from .models.registry import ModelConfig, create_model
+from .models.registry import ModelConfig, create_model, mark_seeded
 
-__all__ = ["atomic_path", "load_checkpoint", "load_model", "save_checkpoint", "weights_sha256"]
+__all__ = ["atomic_path", "has_seeded_weights", "load_checkpoint", "load_model", "save_checkpoint", "weights_sha256"]
 
 CHECKPOINT_FORMAT = "xformer-checkpoint/1"
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin")
@@ -85,6 +85,12 @@ def weights_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def has_seeded_weights(model: nn.Module) -> bool:
+    """True while `model` holds the seeded weights `create_model` gave it (no training has changed them)."""
+    seeded = getattr(model, "seeded_weights_sha256", None)
+    return seeded is not None and seeded == weights_sha256(model)
+
+
 def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     """Write weights and config to one .safetensors file (atomically)."""
     path = Path(path)
@@ -95,7 +101,8 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
         raise CheckpointError("the model has no model_config; build it with xformer.create_model(...)")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": CHECKPOINT_FORMAT, "xformer_version": __version__,
-                "config": json.dumps(config.to_dict(), sort_keys=True)}
+                "config": json.dumps(config.to_dict(), sort_keys=True),
+                "weights": "seeded" if has_seeded_weights(model) else "trained"}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
@@ -162,7 +169,7 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, num_classes
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    config = None
+    config, metadata = None, {}
     if path.suffix == ".safetensors":
         tensors, metadata = _read_safetensors(path)
         if "config" in metadata:
@@ -186,6 +193,8 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, num_classes
         model = _build(path, config.arch, num_classes=config.num_classes, labels=config.labels or None,
                        preprocess=config.preprocess, **config.options)
     _load_weights(model, tensors, path)
+    if metadata.get("weights") == "seeded":
+        mark_seeded(model)
     return model
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import has_seeded_weights
 from ..errors import OptionError, require
 from ..preprocess import PreprocessSpec
 from .metadata import METADATA_KEY, dumps
@@ -190,11 +191,12 @@ def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, 
 
     batch, photos = parity_inputs(spec)
     expected = reference_logits(reference, batch)
+    trained = not has_seeded_weights(reference)
     inputs = _program_inputs(batch, kind, spec, channels_last_io)
 
     def check(evaluator: MILEvaluator, tolerance: str) -> dict:
         logits = np.concatenate([evaluator(image=x[None])["logits"].reshape(1, -1) for x in inputs])
-        report = compare(expected, logits, photos, tolerance).to_dict()
+        report = compare(expected, logits, photos, tolerance, trained).to_dict()
         runner_up, leader = np.sort(expected[:photos], axis=1)[:, -2:].T
         error = np.abs(expected[:photos] - logits[:photos]).max(axis=1)
         report["top1_near_ties"] = int((leader - runner_up <= 2 * error).sum())

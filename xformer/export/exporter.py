@@ -27,6 +27,7 @@ from .deploy import TARGETS as DEPLOY_TARGETS
 from .deploy import deploy_model, has_deploy_form
 from .formats import ExportFormat, parse_formats
 from .metadata import build_metadata
+from .parity import NOT_JUDGED
 
 __all__ = ["ArtifactRecord", "export", "normalize_imgsz"]
 
@@ -68,6 +69,8 @@ class ArtifactRecord:
             return "parity FAILED"
         if self.parity is not None and self.parity.get("passed") is None:
             return "not checked"
+        if self.parity is not None and self.parity.get("judged") is False:
+            return "not judged"
         return "ok"
 
 
@@ -220,7 +223,7 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         mil = record.details.get("mil_parity")
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
-            verdict = "[green]ok[/]" if mil["passed"] else f"[bold red]FAILED[/] ({'; '.join(mil['failures'])})"
+            verdict = _verdict(mil)
             console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
                           f"top-1 {mil['top1_agreement']:.0%} {verdict}")
         return cache
@@ -237,11 +240,17 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         console.print(f"  [bold red]parity FAILED[/]: could not be measured ({message})", highlight=False)
         return cache
     record.parity = report.to_dict()
-    verdict = "[green]ok[/]" if report.passed else f"[bold red]FAILED[/] ({'; '.join(report.failures)})"
+    verdict = _verdict(record.parity)
     console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, "
                   f"top-1 {report.top1_agreement:.0%} ({report.photos} photos + {report.random_inputs} random) "
                   f"{verdict}", soft_wrap=True)
     return cache
+
+
+def _verdict(parity: dict) -> str:
+    if not parity["passed"]:
+        return f"[bold red]FAILED[/] ({'; '.join(parity['failures'])})"
+    return "[green]ok[/]" if parity.get("judged", True) else f"[yellow]{NOT_JUDGED}[/]"
 
 
 def write_report(records: list[ArtifactRecord], out_dir: Path, model: nn.Module) -> Path:
@@ -278,6 +287,9 @@ def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> 
     out.print(table)
     for r in records:
         reason = r.error or "; ".join((r.parity or {}).get("failures") or []) or (r.parity or {}).get("not_run")
+        if r.status == "not judged":
+            reason = (f"{NOT_JUDGED}; quantisation error depends on the weights: export a trained checkpoint "
+                      "to judge it")
         if reason and r.status != "ok":
             out.print(f"  {r.path.name if r.path else f'{r.format} {r.precision}'}: {reason}", highlight=False,
                       soft_wrap=True)

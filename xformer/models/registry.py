@@ -16,7 +16,7 @@ from torch import nn
 from ..preprocess import PreprocessSpec
 
 __all__ = ["ModelConfig", "ModelEntry", "create_model", "get_model_entry", "imagenet_labels", "list_models",
-           "register_model"]
+           "mark_seeded", "register_model"]
 
 DEFAULT_SEED = 0
 
@@ -113,4 +113,13 @@ def create_model(name: str, num_classes: int = 1000, labels: list[str] | None = 
     model.model_config = ModelConfig(arch=name, num_classes=num_classes, options=copy.deepcopy(options),
                                      labels=list(labels) if labels is not None else default_labels(num_classes),
                                      preprocess=preprocess or entry.preprocess)
+    mark_seeded(model)
     return model.eval()
+
+
+def mark_seeded(model: nn.Module) -> None:
+    """Remember the digest of `model`'s current weights as untrained, so parity checks know not to judge
+    quantisation error on them (it depends on trained weights) until the weights change."""
+    from ..checkpoint import weights_sha256
+
+    model.seeded_weights_sha256 = weights_sha256(model)
