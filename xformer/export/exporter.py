@@ -25,13 +25,14 @@ from ..errors import MissingExtraError, OptionError, XFormerError
 from ..logs import quiet_native
 from .deploy import TARGETS as DEPLOY_TARGETS
 from .deploy import deploy_model, has_deploy_form
-from .formats import ExportFormat, parse_formats
+from .formats import FORMATS, ExportFormat, parse_formats
 from .metadata import build_metadata
 from .parity import NOT_JUDGED
 
 __all__ = ["ArtifactRecord", "export", "normalize_imgsz"]
 
 REPORT_NAME = "export_report.json"
+_FLAGS = {"simplify": "--no-simplify", "channels_last_io": "--nhwc/--nchw"}
 
 
 @dataclass
@@ -110,6 +111,11 @@ def _plan(formats: list[ExportFormat], precisions: list[str] | None) -> list[tup
     return plan
 
 
+def option_flag(option: str) -> str:
+    """The `xformer export` flag of a format option (the format table names options as Python keywords)."""
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
 def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool | None, options: dict,
                    validate: bool) -> None:
     """Options that cannot apply to what was asked for fail here, before any slow conversion."""
@@ -122,6 +128,20 @@ def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool 
         except MissingExtraError as err:
             raise MissingExtraError("the parity check (on the sample photos; or pass --no-validate)", err.extra,
                                     "scikit-image / matplotlib") from err
+    requested = list(dict.fromkeys(f for f, _ in plan))
+    given = {**options, "channels_last_io": channels_last_io}
+    for option, value in given.items():
+        takers = [f.name for f in FORMATS.values() if option in f.options]
+        if value is None or not takers or any(option in f.options for f in requested):
+            continue
+        raise OptionError(f"{option_flag(option)} is an option of {', '.join(takers)}, and this request exports "
+                          f"{', '.join(f.name for f in requested)}: drop {option_flag(option)} or add "
+                          f"--formats {','.join([*(f.name for f in requested), takers[0]])}")
+    if options.get("opset") is not None:
+        from .onnx_export import MIN_OPSET
+
+        if options["opset"] < MIN_OPSET:
+            raise OptionError(f"--opset {options['opset']} is too old: the ONNX exporter needs opset >= {MIN_OPSET}")
     if options.get("int8_io") and ("tflite", "int8") not in planned:
         raise OptionError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
     if options.get("calib") is not None:
