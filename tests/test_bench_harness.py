@@ -175,4 +175,4 @@ def test_a_failed_export_is_a_failed_row(tmp_path):
     results = run_benchmarks(BenchConfig(["xformer_xxs"], formats=["torch", "onnx"], precisions=["int3"],
                                          cache_dir=str(tmp_path), **QUICK))
     assert [(r.format, r.precision, r.ok) for r in results] == [("torch", "fp32", True), ("onnx", "int3", False)]
-    assert results[1].error.startswith("export failed: ExportError: precision 'int3' is not supported by onnx")
+    assert results[1].error.startswith("export failed: OptionError: precision 'int3' is not supported by onnx")

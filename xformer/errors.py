@@ -45,17 +45,18 @@ class DeviceError(XFormerError):
 class MissingExtraError(XFormerError, ImportError):
     """An optional dependency is not installed."""
 
-    def __init__(self, what: str, extra: str, module: str):
-        super().__init__(f"{what} needs the '{extra}' extra ({module} is not installed): "
-                         f"pip install -e \".[{extra}]\"")
+    def __init__(self, what: str, extra: str, module: str, install: str | None = None):
+        install = install or f'pip install -e ".[{extra}]"'
+        super().__init__(f"{what} needs the '{extra}' extra ({module} is not installed): {install}")
         self.extra = extra
 
 
-def require(module: str, what: str, extra: str):
-    """Import an optional dependency, or raise MissingExtraError naming the pip command."""
+def require(module: str, what: str, extra: str, install: str | None = None):
+    """Import an optional dependency, or raise MissingExtraError naming the pip command (`install` when the
+    extra does not install it)."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise MissingExtraError(what, extra, module) from err
+        raise MissingExtraError(what, extra, module, install) from err

@@ -81,6 +81,10 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from .report import compare_results, ratios_table, results_table, write_reports
 
     config = _config(args)
+    if args.out:  # before minutes of measuring, not after
+        from .plots import require_plotting
+
+        require_plotting()
     old = load_results(args.compare) if args.compare else None
     results = run_benchmarks(config, err_console)
     compare = compare_results(results, old) if old is not None else None

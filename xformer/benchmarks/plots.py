@@ -8,18 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..checkpoint import atomic_path
+from ..errors import require
 from .record import BenchResult
 
-__all__ = ["plot_latency_bars", "plot_latency_vs_params"]
+__all__ = ["plot_latency_bars", "plot_latency_vs_params", "require_plotting"]
 
 
-def _pyplot():
-    import matplotlib
-
+def require_plotting():
+    """matplotlib's pyplot on the Agg backend, or MissingExtraError naming the bench extra."""
+    matplotlib = require("matplotlib", "benchmark plots (xformer bench --out)", "bench")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return require("matplotlib.pyplot", "benchmark plots (xformer bench --out)", "bench")
 
-    return plt
+
+def _save(fig, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
 
 
 def _setting(r: BenchResult, targets: int) -> str:
@@ -39,7 +44,7 @@ def plot_latency_vs_params(results: list[BenchResult], path: str | Path) -> Path
     ok = [r for r in results if r.ok and r.params]
     if not ok:
         return None
-    plt = _pyplot()
+    plt = require_plotting()
     targets = len({r.target for r in ok})
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     series = sorted({(_setting(r, targets), r.threads) for r in ok})
@@ -58,7 +63,7 @@ def plot_latency_vs_params(results: list[BenchResult], path: str | Path) -> Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -67,7 +72,7 @@ def plot_latency_bars(results: list[BenchResult], path: str | Path) -> Path | No
     ok = [r for r in results if r.ok]
     if not ok:
         return None
-    plt = _pyplot()
+    plt = require_plotting()
     targets = len({r.target for r in ok})
     thread_counts = sorted({r.threads for r in ok})
     models = list(dict.fromkeys(r.model for r in ok))
@@ -89,6 +94,6 @@ def plot_latency_bars(results: list[BenchResult], path: str | Path) -> Path | No
     axes[0][0].set_ylabel("median latency (ms), bars p5-p95")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)

@@ -122,11 +122,13 @@ def host_environment() -> dict:
 
 
 def save_results(results: list[BenchResult], path: str | Path, config: dict | None = None) -> Path:
+    from ..checkpoint import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     document = {"format": RESULTS_FORMAT, "created": now(), "config": config or {},
                 "results": [r.to_dict() for r in results]}
-    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return path
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from ..errors import OptionError
+from ..errors import OptionError, require
 from .harness import BenchConfig
 
 __all__ = ["load_suite"]
@@ -16,8 +16,7 @@ _LISTS = ("sources", "formats", "precisions", "threads", "imgsz", "delegates", "
 
 def load_suite(path: str | Path) -> dict:
     """The suite's settings as BenchConfig keyword arguments (validated by name, lists accept a scalar)."""
-    import yaml
-
+    yaml = require("yaml", "benchmark suite files", "bench")
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

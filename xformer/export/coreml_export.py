@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
 import warnings
 from pathlib import Path
@@ -70,12 +69,11 @@ class CoreMLClassifier(nn.Module):
 @contextlib.contextmanager
 def _quiet_conversion():
     """No progress bars and no converter warnings (torch.export internals, untested versions) on stderr."""
-    import tqdm
-
+    tqdm = require("tqdm", "CoreML export", "coreml")
     quiet = functools.partial(tqdm.tqdm, disable=True)
     patched = []
     for module_name, attr in _PROGRESS_BARS:
-        module = importlib.import_module(module_name)
+        module = require(module_name, "CoreML export", "coreml")
         patched.append((module, attr, getattr(module, attr)))
         setattr(module, attr, quiet)
     try:
@@ -123,7 +121,7 @@ def _input_type(ct, kind: str, spec: PreprocessSpec, shape: tuple[int, ...]):
 
 def _compression(ct, precision: str):
     """The weight compression pass for step two, or None (fp16/fp32 weights)."""
-    import coremltools.optimize.coreml as cto
+    cto = require("coremltools.optimize.coreml", "CoreML weight compression", "coreml")
 
     if precision == "palette6":
         require("sklearn", "CoreML palettisation (k-means over each weight tensor)", "coreml")
