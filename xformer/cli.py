@@ -98,19 +98,36 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
+    from .export.custom import is_build_function, load_build_function
     from .export.exporter import export, print_summary
     from .export.formats import FORMATS
 
-    model, seeded = load_model(args.source, args.model)
+    own = is_build_function(args.source)
+    if args.labels and not own:
+        raise OptionError("--labels describes a model of your own (FILE.py:FUNCTION); checkpoints and registered "
+                          "models carry their labels")
+    if own:
+        model, seeded = load_build_function(args.source), False
+    else:
+        model, seeded = load_model(args.source, args.model)
     if seeded:
         err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
     format_options = {option for f in FORMATS.values() for option in f.options}
     options = {k: v for k, v in vars(args).items() if k in format_options and v is not None}
+    if own and getattr(model, "model_config", None) is None:
+        options["labels"] = _read_labels(args.labels) if args.labels else None
     records = export(model, formats=args.formats, precisions=args.precisions.split(",") if args.precisions else None,
                      imgsz=args.imgsz, out_dir=args.out, deploy=not args.no_deploy, validate=not args.no_validate,
                      **options)
     print_summary(records, console)
     return 0 if all(r.ok and r.parity_passed for r in records) else 1
+
+
+def _read_labels(path: str) -> list[str]:
+    try:
+        return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise OptionError(f"cannot read --labels {path} ({err}); give a text file with one label per line") from err
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -153,8 +170,11 @@ def _add_export_parser(sub) -> None:
                        description="Export a checkpoint or model name to mobile formats. Each file is written "
                                    "atomically, checked against PyTorch on real photos, and described in "
                                    "OUT/export_report.json.\n\nformats:\n" + formats)
-    p.add_argument("source", help="model name (seeded weights), .safetensors checkpoint, or .pt/.pth state_dict")
+    p.add_argument("source", help="model name (seeded weights), .safetensors checkpoint, .pt/.pth state_dict, or "
+                                  "FILE.py:FUNCTION returning an nn.Module classifier of your own")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("--labels", metavar="FILE", help="FILE.py:FUNCTION models: class labels, one per line "
+                                                    "(default class_0, class_1, ...)")
     p.add_argument("--formats", default="onnx", help=f"comma-separated: {','.join(FORMATS)} (default onnx)")
     p.add_argument("--precisions", help="comma-separated precisions (default: each format's default)")
     p.add_argument("--imgsz", help="input size, e.g. 256 or 512x1024 (multiple of 32; default: the model's)")

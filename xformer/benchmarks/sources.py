@@ -17,7 +17,8 @@ from .. import __version__
 from ..checkpoint import load_model, weights_sha256
 from ..complexity import count_macs, count_params
 from ..errors import ModelFileError, OptionError
-from ..models import create_model
+from ..export.custom import describe, is_build_function, load_build_function
+from ..models import create_model, list_models
 
 __all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir", "resolve_sources"]
 
@@ -98,6 +99,9 @@ def _exported_file(path: Path, complexity: _Complexity) -> Artifact:
     fmt = export_info.get("format", EXPORTED_SUFFIXES[path.suffix])
     artifact = Artifact(model=arch, source=str(path), format=fmt, precision=export_info.get("precision", "unknown"),
                         input_size=size, path=path, error=_unsupported_here(fmt))
+    if arch not in list_models():  # a module of your own: its parameter count travels in the metadata
+        artifact.params = export_info.get("params")
+        return artifact
     # Seeded weights can be rebuilt exactly: then parity against PyTorch is available for the bare file too.
     model = create_model(arch, num_classes=meta.get("num_classes", 1000), **meta.get("options", {}))
     artifact.params, artifact.macs = complexity(model, size)
@@ -136,7 +140,12 @@ def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log
 def _model_artifacts(source: str, formats: list[str], precisions: list[str], sizes: list[int | None],
                      model_name: str | None, cache_dir: Path, complexity: _Complexity,
                      log: Callable[[str], None]) -> list[Artifact]:
-    model, _ = load_model(source, model_name)
+    if is_build_function(source):
+        model = load_build_function(source)
+        if getattr(model, "model_config", None) is None:
+            model = describe(model, input_size=sizes[0])
+    else:
+        model, _ = load_model(source, model_name)
     arch = model.model_config.arch
     artifacts = []
     for spec in sizes:

@@ -19,10 +19,14 @@ from rich.table import Table
 from torch import nn
 
 from ..checkpoint import atomic_path, load_model
+from ..complexity import count_params
 from ..console import console as stdout_console
 from ..console import err_console as console
 from ..errors import MissingExtraError, OptionError, XFormerError
 from ..logs import quiet_native
+from ..models import list_models
+from ..preprocess import PreprocessSpec
+from .custom import describe, is_build_function, load_build_function
 from .deploy import TARGETS as DEPLOY_TARGETS
 from .deploy import deploy_model, has_deploy_form
 from .formats import FORMATS, ExportFormat, parse_formats
@@ -75,8 +79,10 @@ class ArtifactRecord:
         return "ok"
 
 
-def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, default: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) from 256, "256", "512x1024", (512, 1024); both must be multiples of 32."""
+def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, default: tuple[int, int],
+                    stride: int = 32) -> tuple[int, int]:
+    """(height, width) from 256, "256", "512x1024", (512, 1024); both must be multiples of the network's stride
+    (32 for the registered models; a module of your own is taken at any size)."""
     if imgsz is None:
         size = default
     elif isinstance(imgsz, str):
@@ -89,9 +95,9 @@ def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, defau
         size = (imgsz, imgsz)
     else:
         size = (int(imgsz[0]), int(imgsz[-1]))
-    if any(s <= 0 or s % 32 for s in size):
-        raise OptionError(f"image size {size[0]}x{size[1]} is not a multiple of 32 (the network's stride); "
-                          f"try {max(32, round(size[0] / 32) * 32)}")
+    if any(s <= 0 or s % stride for s in size):
+        raise OptionError(f"image size {size[0]}x{size[1]} is not a multiple of {stride} (the network's stride); "
+                          f"try {max(stride, round(size[0] / stride) * stride)}")
     return size
 
 
@@ -161,17 +167,29 @@ def _file_size_mb(path: Path) -> float:
 
 def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",), precisions: list[str] | None = None,
            imgsz: int | tuple[int, int] | str | None = None, out_dir: str | Path = "runs/export", deploy: bool = True,
-           validate: bool = True, **options) -> list[ArtifactRecord]:
-    """Export `source` (a model, checkpoint path or registered name) to every format x precision.
+           validate: bool = True, input_size: int | tuple[int, int] | None = None, labels: list[str] | None = None,
+           preprocess: PreprocessSpec | None = None, **options) -> list[ArtifactRecord]:
+    """Export `source` to every format x precision: a registered name, a checkpoint path, `file.py:build_fn`, a
+    registered model, or any classifier `nn.Module` of your own.
 
-    `options` are format options from the format table (dynamic_batch, simplify, opset, channels_last_io,
-    calib, ...). Returns one record per file; failures are recorded, not raised, so one format failing
-    does not stop the others. Raises ExportError only for a request that is wrong as a whole.
+    A module of your own is described by `input_size`, `labels` and `preprocess` (see `custom.describe`) and
+    exported as it is. `options` are format options from the format table (dynamic_batch, simplify, opset,
+    channels_last_io, calib, ...). Returns one record per file; failures are recorded, not raised, so one format
+    failing does not stop the others. Raises OptionError for a request that is wrong as a whole.
     """
     plan = _plan(parse_formats(formats), list(precisions) if precisions else None)
+    if is_build_function(source):
+        source = load_build_function(source)
     model = source if isinstance(source, nn.Module) else load_model(source)[0]
+    own = getattr(model, "model_config", None) is None
+    if own:
+        model = describe(model, input_size or (normalize_imgsz(imgsz, (0, 0), stride=1) if imgsz else None), labels,
+                         preprocess)
+    elif any(v is not None for v in (input_size, labels, preprocess)):
+        raise OptionError(f"input_size, labels and preprocess describe a module of your own; "
+                          f"{model.model_config.arch} carries its config already (use imgsz for another size)")
     config = model.model_config
-    input_size = normalize_imgsz(imgsz, config.preprocess.input_size)
+    input_size = normalize_imgsz(imgsz, config.preprocess.input_size, stride=32 if config.arch in list_models() else 1)
     out_dir = Path(out_dir)
     records = []
     reference_inputs = None
@@ -191,7 +209,7 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
                     form = _training_form(model, channels_last)
                 metadata = build_metadata(model, format=fmt.name, precision=precision,
                                           layout="NHWC" if channels_last else "NCHW", input_size=input_size,
-                                          deploy=deploy)
+                                          deploy=deploy, params=count_params(model))
                 path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
                 with atomic_path(path, directory=fmt.directory) as tmp:
                     details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
