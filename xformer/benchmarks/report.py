@@ -194,7 +194,7 @@ def write_reports(results: list[BenchResult], out_dir: str | Path, config: dict 
                   compare: dict[tuple, float] | None = None) -> list[Path]:
     """results.json, results.csv, results.md and the plots; returns the paths written. Each file is written
     atomically, and the plotting library is checked for before the first one."""
-    from .plots import plot_latency_bars, plot_latency_vs_params, require_plotting
+    from .plots import plot_latency_bars, plot_latency_vs_input_size, plot_latency_vs_params, require_plotting
 
     require_plotting()
     out = Path(out_dir)
@@ -204,5 +204,6 @@ def write_reports(results: list[BenchResult], out_dir: str | Path, config: dict 
         tmp.write_text(markdown_report(results, compare), encoding="utf-8")
     paths.append(md)
     paths += [p for p in (plot_latency_vs_params(results, out / "latency_vs_params.png"),
-                          plot_latency_bars(results, out / "latency_bars.png")) if p]
+                          plot_latency_bars(results, out / "latency_bars.png"),
+                          plot_latency_vs_input_size(results, out / "latency_vs_input_size.png")) if p]
     return paths
