@@ -2,7 +2,7 @@
 
     python -m benchmarks.tflite_digits_accuracy [--out runs/accuracy] [--converter litert-torch|onnx2tf]
 
-Trains xformer_xxs at 64x64 as the test fixture does (tests/digits.py, fixed seeds), calibrates static
+Trains xformer_xxs at 64x64 as the test fixture does (benchmarks/digits.py, fixed seeds), calibrates static
 precisions on 128 training images written as PNG files (the `--calib DIR` path users take), exports every
 precision and writes OUT/tflite_digits.json.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.digits import load_digits_data, top1, train_digits_model
+from benchmarks.digits import load_digits_data, top1, train_digits_model
 from xformer.export import export
 from xformer.runtimes import load
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.digits import load_digits_data, top1, train_digits_model
 from xformer import save_checkpoint
 from xformer.cli import main
 from xformer.errors import ExportError, ModelFileError
@@ -19,8 +20,6 @@ from xformer.export.metadata import read_tflite_metadata
 from xformer.export.tflite_graph import read_graph
 from xformer.runtimes import load
 from xformer.runtimes.litert_runtime import LiteRTRuntime
-
-from .digits import load_digits_data, top1, train_digits_model
 
 PRECISIONS = ["fp32", "fp16", "dynamic-int8", "int8", "w8a16"]
 CALIBRATION_IMAGES = 128

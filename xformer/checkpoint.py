@@ -6,7 +6,6 @@ Plain PyTorch state_dicts (.pt/.pth) load too when the caller names the architec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -21,7 +20,8 @@ from torch import nn
 
 from . import __version__
 from .errors import CheckpointError
-from .models.registry import ModelConfig, create_model, mark_seeded
+from .models.registry import ModelConfig, create_model
+from .weights import has_seeded_weights, mark_seeded, weights_sha256
 
 __all__ = ["atomic_path", "has_seeded_weights", "load_checkpoint", "load_model", "save_checkpoint", "weights_sha256"]
 
@@ -73,22 +73,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def weights_sha256(model: nn.Module) -> str:
-    """Digest of the weights alone (names, dtypes, shapes, bytes): identifies weights across formats."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def has_seeded_weights(model: nn.Module) -> bool:
-    """True while `model` holds the seeded weights `create_model` gave it (no training has changed them)."""
-    seeded = getattr(model, "seeded_weights_sha256", None)
-    return seeded is not None and seeded == weights_sha256(model)
 
 
 def save_checkpoint(model: nn.Module, path: str | Path) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DeviceError
 from .benchmark_model import benchmark_model_args, binary_id, failed_record, find_benchmark_model, record_from_run
-from .harness import RunPlan
+from .plan import RunPlan
 from .record import BenchResult
 from .sources import Artifact
 

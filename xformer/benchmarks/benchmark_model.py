@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DeviceError, OptionError
-from .harness import RunPlan
+from .plan import RunPlan
 from .record import BenchResult, host_environment, now
 from .sources import Artifact
 from .stats import LatencyStats

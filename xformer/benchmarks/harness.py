@@ -9,28 +9,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import OptionError
+from .plan import RunPlan
 from .record import BenchResult
 from .sources import PEERS, resolve_sources
 
-__all__ = ["HOST_FORMATS", "TARGETS", "BenchConfig", "RunPlan", "make_target", "run_benchmarks"]
+__all__ = ["HOST_FORMATS", "TARGETS", "BenchConfig", "make_target", "run_benchmarks"]
 
 HOST_FORMATS = ["torch", "onnx", "tflite"]
 TARGETS = ("host", "android[:SERIAL]", "local-benchmark-model")
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """How long each configuration is measured: `warmup` runs after the first inference, then timed runs until
-    both `runs` and `min_seconds` are reached, but never past `max_seconds` of timed runs, so one configuration
-    stalled by a busy machine cannot hold up the whole run (its row then says how many runs it got)."""
-
-    warmup: int = 5
-    runs: int = 30
-    min_seconds: float = 0.0
-    max_seconds: float = 30.0
-
-    def wants_more(self, count: int, elapsed_s: float) -> bool:
-        return (count < self.runs or elapsed_s < self.min_seconds) and elapsed_s < self.max_seconds
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Reports of a run: a rich table on screen, and results.json / results.csv / results.md (plus plots) on disk.
 
 Every number shown comes from the records; the markdown tables are also what the README's benchmark section
-is generated from (benchmarks/update_readme.py), so nothing is typed by hand.
+is generated from (scripts/update_readme.py), so nothing is typed by hand.
 """
 
 from __future__ import annotations

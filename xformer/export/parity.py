@@ -35,7 +35,7 @@ class Tolerance:
     floor_cosine: float | None = None  # mean cosine over all inputs, whatever the weights: below it, broken
 
 
-# Quantised gates, set from xformer_xxs trained on scikit-learn's digits (tests/digits.py), whose photo-calibrated
+# Quantised gates, set from xformer_xxs trained on scikit-learn's digits (benchmarks/digits.py), whose photo-calibrated
 # files measured: dynamic-int8 photo cosine 0.998, w8a16 0.987, int8 0.875 (one dark photo at 0.44), each with
 # every photo's top-1 kept but int8 (7 of 8). The gates leave room for other models and calibration sets; a
 # broken file (negated classifier: cosine -1) fails the floor even with seeded weights.

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from ..preprocess import PreprocessSpec
+from ..weights import mark_seeded
 
 __all__ = ["ModelConfig", "ModelEntry", "create_model", "get_model_entry", "imagenet_labels", "list_models",
-           "mark_seeded", "register_model"]
+           "register_model"]
 
 DEFAULT_SEED = 0
 
@@ -116,10 +117,3 @@ def create_model(name: str, num_classes: int = 1000, labels: list[str] | None = 
     mark_seeded(model)
     return model.eval()
 
-
-def mark_seeded(model: nn.Module) -> None:
-    """Remember the digest of `model`'s current weights as untrained, so parity checks know not to judge
-    quantisation error on them (it depends on trained weights) until the weights change."""
-    from ..checkpoint import weights_sha256
-
-    model.seeded_weights_sha256 = weights_sha256(model)
