@@ -3,7 +3,7 @@ format and precision of the checkpoint with `xformer bench --data` (latency and 
 
     python -m benchmarks.train_digits [--out runs/train-digits] [--epochs 15]
     cp runs/train-digits/bench/results.json benchmarks/results/digits-accuracy.json
-    python benchmarks/update_readme.py --section accuracy benchmarks/results/digits-accuracy.json
+    python scripts/update_readme.py      # regenerates the README's accuracy table from it
 
 The goal it prints: >= 97% val top-1 within 3 minutes of training on a 2-core machine.
 """

@@ -113,11 +113,11 @@ def test_readme_section_is_generated_from_results(tmp_path):
                  "--out", str(out)]) == 0
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\n<!-- bench:start -->\nold numbers\n<!-- bench:end -->\n\nrest\n")
-    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "benchmarks" / "update_readme.py")
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     for _ in range(2):  # idempotent
-        assert script.main([str(out / "results.json"), "--readme", str(readme)]) == 0
+        assert script.main(["--bench-results", str(out / "results.json"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old numbers" not in text and text.startswith("# Title\n") and text.endswith("\nrest\n")
     assert text.count("<!-- bench:start -->") == 1 and "| `xformer_xxs` | torch | fp32 |" in text
@@ -175,4 +175,4 @@ def test_a_failed_export_is_a_failed_row(tmp_path):
     results = run_benchmarks(BenchConfig(["xformer_xxs"], formats=["torch", "onnx"], precisions=["int3"],
                                          cache_dir=str(tmp_path), **QUICK))
     assert [(r.format, r.precision, r.ok) for r in results] == [("torch", "fp32", True), ("onnx", "int3", False)]
-    assert results[1].error.startswith("export failed: ExportError: precision 'int3' is not supported by onnx")
+    assert results[1].error.startswith("export failed: OptionError: precision 'int3' is not supported by onnx")

@@ -10,7 +10,7 @@ from xformer.benchmarks.benchmark_model import (
     record_from_run,
     result_from_output,
 )
-from xformer.benchmarks.harness import RunPlan
+from xformer.benchmarks.plan import RunPlan
 from xformer.benchmarks.sources import Artifact
 
 TRANSCRIPTS = Path(__file__).parent / "data" / "benchmark_model"

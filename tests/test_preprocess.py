@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from xformer import PreprocessSpec, preprocess
+from xformer.errors import ImageError
 from xformer.models import create_model, imagenet_labels
 
 
@@ -66,7 +67,7 @@ def test_unreadable_image(tmp_path):
     bad.write_bytes(b"hello")
     with pytest.raises(ValueError, match="cannot read .* as an image"):
         preprocess(bad, PreprocessSpec())
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ImageError, match="image not found"):
         preprocess(tmp_path / "missing.png", PreprocessSpec())
 
 

@@ -12,5 +12,15 @@ from .errors import CheckpointError, XFormerError  # noqa: E402
 from .models import ModelConfig, create_model, list_models  # noqa: E402
 from .preprocess import PreprocessSpec, preprocess  # noqa: E402
 
+
+def __getattr__(name: str):
+    """`xformer.export(...)` without importing the exporters at `import xformer`."""
+    if name == "export":
+        import importlib
+
+        return importlib.import_module(".export", __name__)
+    raise AttributeError(f"module 'xformer' has no attribute {name!r}")
+
+
 __all__ = ["CheckpointError", "ModelConfig", "PreprocessSpec", "__version__", "count_macs", "count_params",
            "create_model", "list_models", "load_checkpoint", "preprocess", "save_checkpoint", "XFormerError"]

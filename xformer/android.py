@@ -12,12 +12,14 @@ import shutil
 from pathlib import Path
 
 from .checkpoint import atomic_path
-from .errors import ModelFileError, XFormerError
+from .console import console
+from .errors import ModelFileError, OptionError
 from .preprocess import PreprocessSpec
 
-__all__ = ["ASSETS", "check_android_model", "default_project", "install_model", "register"]
+__all__ = ["ASSETS", "build_steps", "check_android_model", "default_project", "install_model", "register"]
 
 ASSETS = Path("app/src/main/assets")
+WRAPPER_JAR = Path("gradle/wrapper/gradle-wrapper.jar")
 APP_TENSOR_DTYPES = ("float32", "int8", "uint8")
 
 
@@ -89,7 +91,7 @@ def install_model(model: str | Path, project: str | Path | None = None) -> tuple
     metadata = check_android_model(model)
     project = Path(project) if project is not None else default_project()
     if not (project / "settings.gradle").is_file() or not (project / "app").is_dir():
-        raise XFormerError(f"no Android demo project at {project}: pass --project with the path of the android_demo/ "
+        raise OptionError(f"no Android demo project at {project}: pass --project with the path of the android_demo/ "
                            "folder of an xformer-mobile checkout")
     target = project / ASSETS / model.name
     with atomic_path(target, suffix=".part") as tmp:  # never a half-copied .tflite the build would pick up
@@ -98,8 +100,6 @@ def install_model(model: str | Path, project: str | Path | None = None) -> tuple
 
 
 def _cmd_android(args: argparse.Namespace) -> None:
-    from .cli import console
-
     target, metadata = install_model(args.model, args.project)
     spec = PreprocessSpec.from_dict(metadata["preprocess"])
     project = target.parents[len(ASSETS.parts)]
@@ -112,10 +112,25 @@ def _cmd_android(args: argparse.Namespace) -> None:
                   f"{spec.interpolation}, {resize}", highlight=False, soft_wrap=True)
     models = sorted(p.name for p in target.parent.glob("*.tflite"))
     console.print(f"models in the app: {', '.join(models)}", highlight=False, soft_wrap=True)
-    console.print("\nBuild and install on a device with USB debugging on:\n"
-                  f"  cd {project} && ./gradlew installDebug\n"
-                  "or open that folder in Android Studio and press Run. The app lists every .tflite in its assets.",
-                  highlight=False, soft_wrap=True)
+    console.print("\n" + build_steps(project), highlight=False, soft_wrap=True)
+
+
+def build_steps(project: Path) -> str:
+    """How to build and install the app from `project`, with or without the Gradle wrapper jar (a binary the
+    repository does not carry)."""
+    steps = ["Build and install on a device with USB debugging on:",
+             f"  Android Studio: File > Open {project}, then Run (it fetches Gradle 8.7 and offers to install "
+             "SDK platform 34)"]
+    if (project / WRAPPER_JAR).is_file():
+        steps.append(f"  or: cd {project} && ./gradlew installDebug   (JDK 17, ANDROID_HOME set to the Android SDK)")
+    else:
+        steps += [f"  or, with JDK 17, ANDROID_HOME set and any local Gradle >= 7 (once, to write {WRAPPER_JAR}):",
+                  "    mkdir -p /tmp/gradle-wrapper && cd /tmp/gradle-wrapper && touch settings.gradle && "
+                  "gradle wrapper --gradle-version 8.7",
+                  f"    cp /tmp/gradle-wrapper/{WRAPPER_JAR} {project / WRAPPER_JAR}",
+                  f"    cd {project} && ./gradlew installDebug"]
+    steps.append("The app lists every .tflite in its assets.")
+    return "\n".join(steps)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

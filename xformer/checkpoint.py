@@ -6,7 +6,6 @@ Plain PyTorch state_dicts (.pt/.pth) load too when the caller names the architec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -22,8 +21,9 @@ from torch import nn
 from . import __version__
 from .errors import CheckpointError
 from .models.registry import ModelConfig, create_model
+from .weights import has_seeded_weights, mark_seeded, weights_sha256
 
-__all__ = ["atomic_path", "load_checkpoint", "load_model", "save_checkpoint", "weights_sha256"]
+__all__ = ["atomic_path", "has_seeded_weights", "load_checkpoint", "load_model", "save_checkpoint", "weights_sha256"]
 
 CHECKPOINT_FORMAT = "xformer-checkpoint/1"
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin")
@@ -75,16 +75,6 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def weights_sha256(model: nn.Module) -> str:
-    """Digest of the weights alone (names, dtypes, shapes, bytes): identifies weights across formats."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     """Write weights and config to one .safetensors file (atomically)."""
     path = Path(path)
@@ -95,7 +85,8 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
         raise CheckpointError("the model has no model_config; build it with xformer.create_model(...)")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": CHECKPOINT_FORMAT, "xformer_version": __version__,
-                "config": json.dumps(config.to_dict(), sort_keys=True)}
+                "config": json.dumps(config.to_dict(), sort_keys=True),
+                "weights": "seeded" if has_seeded_weights(model) else "trained"}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
@@ -162,7 +153,7 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, num_classes
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    config = None
+    config, metadata = None, {}
     if path.suffix == ".safetensors":
         tensors, metadata = _read_safetensors(path)
         if "config" in metadata:
@@ -186,6 +177,8 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, num_classes
         model = _build(path, config.arch, num_classes=config.num_classes, labels=config.labels or None,
                        preprocess=config.preprocess, **config.options)
     _load_weights(model, tensors, path)
+    if metadata.get("weights") == "seeded":
+        mark_seeded(model)
     return model
 
 

@@ -8,16 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, android
+from . import __version__, android, logs
 from .benchmarks import command as bench
-from .errors import ModelFileError, XFormerError
-
-# Tables stay readable in CI logs and pipes, where rich would otherwise assume 80 columns.
-console = Console() if sys.stdout.isatty() else Console(width=150)
-err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=150)
+from .console import console, err_console
+from .errors import ModelFileError, OptionError, XFormerError
 
 SEEDED_NOTE = ("[yellow]note:[/] {name} has no trained weights here (none can be downloaded); using deterministic "
                "seeded weights, so predictions are not meaningful. Pass a checkpoint for real results.")
@@ -59,7 +56,7 @@ def _info_checkpoint(args: argparse.Namespace) -> None:
     model, seeded = load_model(args.source, args.model)
     config = model.model_config
     if seeded:
-        err_console.print(SEEDED_NOTE.format(name=args.source))
+        err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
     info = {**config.to_dict(), "params": count_params(model),
             "gmacs": round(count_macs(model, config.preprocess.input_size) / 1e9, 3),
             "weights_sha256": weights_sha256(model)}
@@ -85,10 +82,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
     runtime = load(args.source, threads=args.threads, **({"model_name": args.model} if args.model else {}))
     if getattr(runtime, "seeded", False):
-        err_console.print(SEEDED_NOTE.format(name=args.source))
+        err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
     images = list(args.images) + (sample_images() if args.samples else [])
     if not images:
-        raise XFormerError("give one or more image files, or --samples to use the bundled sample photos")
+        raise OptionError("give one or more image files, or --samples to use the bundled sample photos")
     for image in images:
         predictions = runtime.predict(image, k=args.top_k)
         shown = Path(image).name if Path(image).is_absolute() else image  # keeps a relative path's class folder
@@ -102,19 +99,36 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
+    from .export.custom import is_build_function, load_build_function
     from .export.exporter import export, print_summary
     from .export.formats import FORMATS
 
-    model, seeded = load_model(args.source, args.model)
+    own = is_build_function(args.source)
+    if args.labels and not own:
+        raise OptionError("--labels describes a model of your own (FILE.py:FUNCTION); checkpoints and registered "
+                          "models carry their labels")
+    if own:
+        model, seeded = load_build_function(args.source), False
+    else:
+        model, seeded = load_model(args.source, args.model)
     if seeded:
-        err_console.print(SEEDED_NOTE.format(name=args.source))
+        err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
     format_options = {option for f in FORMATS.values() for option in f.options}
     options = {k: v for k, v in vars(args).items() if k in format_options and v is not None}
+    if own and getattr(model, "model_config", None) is None:
+        options["labels"] = _read_labels(args.labels) if args.labels else None
     records = export(model, formats=args.formats, precisions=args.precisions.split(",") if args.precisions else None,
                      imgsz=args.imgsz, out_dir=args.out, deploy=not args.no_deploy, validate=not args.no_validate,
                      **options)
     print_summary(records, console)
     return 0 if all(r.ok and r.parity_passed for r in records) else 1
+
+
+def _read_labels(path: str) -> list[str]:
+    try:
+        return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise OptionError(f"cannot read --labels {path} ({err}); give a text file with one label per line") from err
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -123,7 +137,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.per_layer and Path(args.file).suffix != ".tflite":
         raise ModelFileError(f"--per-layer reads the intermediate tensors of .tflite files, not {args.file}")
     if args.images and not args.per_layer:
-        raise XFormerError("--images picks the inputs of --per-layer; add --per-layer")
+        raise OptionError("--images picks the inputs of --per-layer; add --per-layer")
     report = validate_file(args.file, args.ckpt, args.model)
     _print_metadata(f"parity of {Path(args.file).name} against PyTorch", report.to_dict())
     if args.per_layer:
@@ -266,8 +280,11 @@ def _add_export_parser(sub) -> None:
                        description="Export a checkpoint or model name to mobile formats. Each file is written "
                                    "atomically, checked against PyTorch on real photos, and described in "
                                    "OUT/export_report.json.\n\nformats:\n" + formats)
-    p.add_argument("source", help="model name (seeded weights), .safetensors checkpoint, or .pt/.pth state_dict")
+    p.add_argument("source", help="model name (seeded weights), .safetensors checkpoint, .pt/.pth state_dict, or "
+                                  "FILE.py:FUNCTION returning an nn.Module classifier of your own")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
+    p.add_argument("--labels", metavar="FILE", help="FILE.py:FUNCTION models: class labels, one per line "
+                                                    "(default class_0, class_1, ...)")
     p.add_argument("--formats", default="onnx", help=f"comma-separated: {','.join(FORMATS)} (default onnx)")
     p.add_argument("--precisions", help="comma-separated precisions (default: each format's default)")
     p.add_argument("--imgsz", help="input size, e.g. 256 or 512x1024 (multiple of 32; default: the model's)")
@@ -301,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="XFormer Mobile: train the XFormer vision backbone, export it to ONNX, TFLite and CoreML, "
                     "check every file against PyTorch, and measure its accuracy and speed.")
     parser.add_argument("--version", action="version", version=f"xformer-mobile {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show the converters' and runtimes' own log lines")
+    parser.add_argument("--debug", action="store_true", help="--verbose, and a traceback with every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("models", help="list registered models with params, GMACs and input size")
@@ -343,18 +362,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GLOBAL_FLAGS = ("--verbose", "--debug")
+
+
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    """--verbose and --debug work anywhere on the line, for every subcommand (argparse wants them first)."""
+    return [a for a in argv if a in GLOBAL_FLAGS] + [a for a in argv if a not in GLOBAL_FLAGS]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Errors users can fix print one line, `error: ...`, and exit with the error's exit_code
+    (2: what was given cannot be used, 1: the work failed); a traceback only with --debug."""
+    args = build_parser().parse_args(_hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
+    logs.configure(verbose=args.verbose or args.debug)
     try:
         status = args.func(args)
-    except XFormerError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-        return 2
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         return 130
+    except Exception as err:
+        if args.debug:
+            err_console.print_exception(show_locals=False)
+        err_console.print(f"[bold red]error:[/] {escape(_describe(err))}", highlight=False, soft_wrap=True)
+        return getattr(err, "exit_code", 1) if isinstance(err, XFormerError) else 1
     return status or 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _describe(err: Exception) -> str:
+    """One line for any error: ours as written, the operating system's with its path, anything else as a bug."""
+    if isinstance(err, XFormerError):
+        return " ".join(str(err).split())
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}; check the path, its permissions and the free disk space"
+    return (f"unexpected {type(err).__name__}: {err}. This is a bug in xformer-mobile; rerun with --debug and report "
+            "the traceback")

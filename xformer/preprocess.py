@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError
+
 __all__ = ["PreprocessSpec", "load_image", "preprocess"]
 
 INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
@@ -97,18 +99,22 @@ def load_image(source: str | Path | Image.Image | np.ndarray) -> Image.Image:
         image = source
     elif isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] not in (3, 4):
-            raise ValueError(f"an image array must be HxWx3 uint8, got {source.dtype} {source.shape}")
+            raise ImageError(f"an image array must be HxWx3 uint8, got {source.dtype} {source.shape}")
         image = Image.fromarray(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{path} is a directory, not an image; pass image files (JPEG/PNG/BMP/WebP)")
         if not path.is_file():
-            raise FileNotFoundError(f"image not found: {path}")
+            raise ImageError(f"image not found: {path}; check the path")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path} is empty (0 bytes); pass a JPEG/PNG/BMP/WebP file")
         try:
             image = Image.open(path)
             image.load()
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot read {path} as an image ({err}); pass a JPEG/PNG/BMP/WebP file") from err
-        image = ImageOps.exif_transpose(image)
+            image = ImageOps.exif_transpose(image)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
+            raise ImageError(f"cannot read {path} as an image ({err}); pass a JPEG/PNG/BMP/WebP file") from err
     return image.convert("RGB")
 
 

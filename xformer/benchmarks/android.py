@@ -13,9 +13,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import XFormerError
+from ..errors import DeviceError
 from .benchmark_model import benchmark_model_args, binary_id, failed_record, find_benchmark_model, record_from_run
-from .harness import RunPlan
+from .plan import RunPlan
 from .record import BenchResult
 from .sources import Artifact
 
@@ -33,24 +33,24 @@ class AdbDevice:
     def __init__(self, serial: str | None = None, timeout: float = 60):
         self.adb = shutil.which("adb")
         if self.adb is None:
-            raise XFormerError("the Android target needs the adb client on PATH: apt-get install adb "
+            raise DeviceError("the Android target needs the adb client on PATH: apt-get install adb "
                                "(Debian/Ubuntu) or install Android SDK platform-tools")
         self.timeout = timeout
         devices = self._devices()
         if serial is None:
             if not devices:
-                raise XFormerError("no Android device attached (`adb devices` lists none): connect a phone with USB "
+                raise DeviceError("no Android device attached (`adb devices` lists none): connect a phone with USB "
                                    "debugging enabled and accept its prompt, or start an emulator, then retry")
             if len(devices) > 1:
-                raise XFormerError(f"{len(devices)} Android devices attached ({', '.join(devices)}); "
+                raise DeviceError(f"{len(devices)} Android devices attached ({', '.join(devices)}); "
                                    "pick one with --target android:SERIAL")
             serial = next(iter(devices))
         if serial not in devices:
             attached = ", ".join(devices) or "none"
-            raise XFormerError(f"Android device {serial!r} is not attached (attached: {attached}); check the serial "
+            raise DeviceError(f"Android device {serial!r} is not attached (attached: {attached}); check the serial "
                                "with `adb devices`")
         if devices[serial] != "device":
-            raise XFormerError(f"Android device {serial} is {devices[serial]}: accept the USB debugging prompt on "
+            raise DeviceError(f"Android device {serial} is {devices[serial]}: accept the USB debugging prompt on "
                                "the phone (unauthorized) or reconnect it (offline), then retry")
         self.serial = serial
 
@@ -59,21 +59,21 @@ class AdbDevice:
         try:
             return subprocess.run(command, capture_output=True, text=True, timeout=timeout or self.timeout)
         except subprocess.TimeoutExpired as err:
-            raise XFormerError(f"`{shlex.join(command)}` did not finish in {err.timeout:.0f} s; check the device "
+            raise DeviceError(f"`{shlex.join(command)}` did not finish in {err.timeout:.0f} s; check the device "
                                "connection (`adb devices`)") from err
 
     def _devices(self) -> dict[str, str]:
         """Serial -> state from `adb devices` (starts the adb server if none is running)."""
         proc = self._adb("devices", serial=False)
         if proc.returncode != 0:
-            raise XFormerError(f"`adb devices` failed: {(proc.stderr or proc.stdout).strip()}")
+            raise DeviceError(f"`adb devices` failed: {(proc.stderr or proc.stdout).strip()}")
         lines = proc.stdout.splitlines()
         start = next((i + 1 for i, line in enumerate(lines) if line.startswith("List of devices")), len(lines))
         return dict(line.split()[:2] for line in lines[start:] if len(line.split()) >= 2)
 
     def check(self, proc: subprocess.CompletedProcess, what: str) -> str:
         if proc.returncode != 0:
-            raise XFormerError(f"{what} on {self.serial} failed: {(proc.stderr or proc.stdout).strip()}")
+            raise DeviceError(f"{what} on {self.serial} failed: {(proc.stderr or proc.stdout).strip()}")
         return proc.stdout
 
     def shell(self, command: str, timeout: float | None = None) -> subprocess.CompletedProcess:

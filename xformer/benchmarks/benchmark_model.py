@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import XFormerError
-from .harness import RunPlan
+from ..errors import DeviceError, OptionError
+from .plan import RunPlan
 from .record import BenchResult, host_environment, now
 from .sources import Artifact
 from .stats import LatencyStats
@@ -43,6 +43,7 @@ __all__ = ["BENCHMARK_MODEL_ENV", "DELEGATES", "BenchmarkModelOutput", "LocalBen
            "record_from_run", "result_from_output"]
 
 BENCHMARK_MODEL_ENV = "XFORMER_BENCHMARK_MODEL"
+TOOL_TIMEOUT_S = 1800
 # Delegate name -> benchmark_model flags; "cpu" is TFLite's built-in kernels without XNNPACK.
 DELEGATES = {"xnnpack": ["--use_xnnpack=true"], "gpu": ["--use_gpu=true"], "nnapi": ["--use_nnapi=true"],
              "cpu": ["--use_xnnpack=false"]}
@@ -158,7 +159,7 @@ def parse_benchmark_model(text: str) -> BenchmarkModelOutput:
 def benchmark_model_args(graph: str, threads: int, delegate: str, plan: RunPlan,
                          extra: list[str] | None = None) -> list[str]:
     if delegate not in DELEGATES:
-        raise XFormerError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
+        raise OptionError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
     return [f"--graph={graph}", f"--num_threads={threads}", f"--warmup_runs={plan.warmup}",
             f"--num_runs={plan.runs}", f"--min_secs={plan.min_seconds:g}", f"--max_secs={plan.max_seconds:g}",
             *DELEGATES[delegate], *(extra or [])]
@@ -168,14 +169,16 @@ def find_benchmark_model(path: str | None) -> Path:
     """The user's benchmark_model binary (option, else $XFORMER_BENCHMARK_MODEL); we cannot ship one."""
     given = path or os.environ.get(BENCHMARK_MODEL_ENV)
     if not given:
-        raise XFormerError(
+        raise OptionError(
             "this target runs LiteRT's benchmark_model tool, which no package here ships: download or build it "
             "(TensorFlow's 'TFLite Model Benchmark Tool' page links nightly binaries for linux_x86-64 and "
             f"android_aarch64), then pass --benchmark-model PATH or set {BENCHMARK_MODEL_ENV}")
     binary = Path(given)
     if not binary.is_file():
-        raise XFormerError(f"benchmark_model binary not found: {binary}; fix --benchmark-model or "
+        raise OptionError(f"benchmark_model binary not found: {binary}; fix --benchmark-model or "
                            f"{BENCHMARK_MODEL_ENV}")
+    if not os.access(binary, os.X_OK):
+        raise OptionError(f"benchmark_model binary {binary} is not executable: chmod +x {binary}")
     return binary
 
 
@@ -213,7 +216,7 @@ class LocalBenchmarkModelTarget:
                  taskset: str | None = None, extra_args: list[str] | None = None):
         self.binary = find_benchmark_model(binary)
         if taskset and not shutil.which("taskset"):
-            raise XFormerError("--taskset needs the taskset command (Debian package util-linux)")
+            raise DeviceError("--taskset needs the taskset command (Debian package util-linux)")
         self.threads, self.plan, self.delegates = threads, plan, delegates
         self.taskset, self.extra_args = taskset, extra_args
 
@@ -239,7 +242,14 @@ class LocalBenchmarkModelTarget:
 def _run_tool(command: list[str], artifact: Artifact, fields: dict) -> BenchResult:
     if artifact.error:
         return failed_record(artifact, artifact.error, fields)
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return failed_record(artifact, f"benchmark_model did not finish in {TOOL_TIMEOUT_S} s; lower --runs or "
+                                       "--max-seconds", fields)
+    except OSError as err:  # not an executable for this machine (wrong architecture, a script without #!)
+        return failed_record(artifact, f"benchmark_model could not be started ({err}); pass a binary built for "
+                                       "this machine", fields)
     return record_from_run(proc.returncode, proc.stdout + proc.stderr, artifact, fields)
 
 

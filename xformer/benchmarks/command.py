@@ -7,8 +7,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import fields
 
-from rich.console import Console
-
+from ..console import console, err_console
 from ..errors import XFormerError
 from .benchmark_model import BENCHMARK_MODEL_ENV, DELEGATES
 from .harness import TARGETS, BenchConfig
@@ -16,7 +15,6 @@ from .sources import FORMATS, PEERS
 
 __all__ = ["register"]
 
-err_console = Console(stderr=True)
 
 
 def _list(kind: Callable = str) -> Callable[[str], list]:
@@ -87,12 +85,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from .report import accuracy_table, compare_results, ratios_table, results_table, write_reports
 
     config = _config(args)
+    if args.out:  # before minutes of measuring, not after
+        from .plots import require_plotting
+
+        require_plotting()
     old = load_results(args.compare) if args.compare else None
     results = run_benchmarks(config, err_console)
     compare = compare_results(results, old) if old is not None else None
-    console = Console()
-    if not console.is_terminal:  # piped output: room for the table instead of rich's default 80 columns
-        console = Console(width=150)
     console.print(results_table(results, compare))
     ratios = ratios_table(results)
     if ratios is not None:

@@ -8,29 +8,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import XFormerError
+from ..errors import OptionError
+from .plan import RunPlan
 from .record import BenchResult
 from .sources import PEERS, resolve_sources
 
-__all__ = ["HOST_FORMATS", "TARGETS", "BenchConfig", "RunPlan", "make_target", "run_benchmarks"]
+__all__ = ["HOST_FORMATS", "TARGETS", "BenchConfig", "make_target", "run_benchmarks"]
 
 HOST_FORMATS = ["torch", "onnx", "tflite"]
 TARGETS = ("host", "android[:SERIAL]", "local-benchmark-model")
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """How long each configuration is measured: `warmup` runs after the first inference, then timed runs until
-    both `runs` and `min_seconds` are reached, but never past `max_seconds` of timed runs, so one configuration
-    stalled by a busy machine cannot hold up the whole run (its row then says how many runs it got)."""
-
-    warmup: int = 5
-    runs: int = 30
-    min_seconds: float = 0.0
-    max_seconds: float = 30.0
-
-    def wants_more(self, count: int, elapsed_s: float) -> bool:
-        return (count < self.runs or elapsed_s < self.min_seconds) and elapsed_s < self.max_seconds
 
 
 @dataclass
@@ -108,7 +94,7 @@ class BenchConfig:
 
             find_split(self.data, "val")
         if problems:
-            raise XFormerError("; ".join(problems))
+            raise OptionError("; ".join(problems))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +117,7 @@ def make_target(config: BenchConfig):
         from .benchmark_model import LocalBenchmarkModelTarget
 
         return LocalBenchmarkModelTarget(config.benchmark_model, **options, **tool)
-    raise XFormerError(f"unknown target {config.target!r}; choose from {', '.join(TARGETS)}")
+    raise OptionError(f"unknown target {config.target!r}; choose from {', '.join(TARGETS)}")
 
 
 def run_benchmarks(config: BenchConfig, console: Console | None = None) -> list[BenchResult]:
@@ -148,7 +134,7 @@ def run_benchmarks(config: BenchConfig, console: Console | None = None) -> list[
     if config.target != "host":
         wrong = [a.source for a in artifacts if a.format != "tflite"]
         if wrong:
-            raise XFormerError(f"target {config.target} runs .tflite files only, not: {', '.join(wrong)}")
+            raise OptionError(f"target {config.target} runs .tflite files only, not: {', '.join(wrong)}")
     columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("benchmarking", total=target.planned_runs(artifacts))

@@ -22,8 +22,8 @@ import torch
 
 from ..runtimes import Runtime, load
 from ..runtimes.torch_runtime import TorchRuntime
-from .harness import RunPlan
 from .memory import PeakMemory
+from .plan import RunPlan
 from .record import BenchResult, host_environment, now
 from .sources import Artifact
 from .stats import summarize

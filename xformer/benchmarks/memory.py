@@ -20,6 +20,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ..errors import require
+
 __all__ = ["PeakMemory"]
 
 _STATUS = Path("/proc/self/status")
@@ -66,8 +68,7 @@ class PeakMemory:
             self._baseline = _status_kb("VmRSS") * 1024
             self._thread = None
         else:
-            import psutil
-
+            psutil = require("psutil", "memory measurement without /proc", "bench")
             self.method = "RSS sampled every 1 ms (psutil) delta, load + first run + warm-up"
             self._process = psutil.Process()
             self._baseline = self._peak = self._process.memory_info().rss

@@ -123,17 +123,19 @@ def host_environment() -> dict:
 
 
 def save_results(results: list[BenchResult], path: str | Path, config: dict | None = None) -> Path:
+    from ..checkpoint import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     document = {"format": RESULTS_FORMAT, "created": now(), "config": config or {},
                 "results": [r.to_dict() for r in results]}
-    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return path
 
 
 def load_results(path: str | Path) -> list[BenchResult]:
     """Records from a results.json written by `save_results` (or `xformer bench --out`)."""
-    from ..errors import XFormerError
+    from ..errors import UsageError
 
     path = Path(path)
     try:
@@ -142,5 +144,5 @@ def load_results(path: str | Path) -> list[BenchResult]:
             raise ValueError(f"format is {document.get('format')!r}, expected {RESULTS_FORMAT!r}")
         return [BenchResult.from_dict(d) for d in document["results"]]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise XFormerError(f"cannot read benchmark results from {path} ({err}); pass a results.json written by "
+        raise UsageError(f"cannot read benchmark results from {path} ({err}); pass a results.json written by "
                            "`xformer bench --out DIR`") from err

@@ -1,7 +1,7 @@
 """Reports of a run: a rich table on screen, and results.json / results.csv / results.md (plus plots) on disk.
 
 Every number shown comes from the records; the markdown tables are also what the README's benchmark section
-is generated from (benchmarks/update_readme.py), so nothing is typed by hand.
+is generated from (scripts/update_readme.py), so nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..checkpoint import atomic_path
 from .record import BenchResult, save_results
 from .stats import TRIM_FRACTION
 
@@ -192,7 +193,7 @@ def _flat(r: BenchResult) -> dict:
 
 
 def write_csv(results: list[BenchResult], path: Path) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for r in results:
@@ -263,15 +264,18 @@ def markdown_report(results: list[BenchResult], compare: dict[tuple, float] | No
 
 def write_reports(results: list[BenchResult], out_dir: str | Path, config: dict | None = None,
                   compare: dict[tuple, float] | None = None) -> list[Path]:
-    """results.json, results.csv, results.md and the plots; returns the paths written."""
-    from .plots import plot_latency_bars, plot_latency_vs_params
+    """results.json, results.csv, results.md and the plots; returns the paths written. Each file is written
+    atomically, and the plotting library is checked for before the first one."""
+    from .plots import plot_latency_bars, plot_latency_vs_input_size, plot_latency_vs_params, require_plotting
 
+    require_plotting()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = [save_results(results, out / "results.json", config), write_csv(results, out / "results.csv")]
     md = out / "results.md"
-    md.write_text(markdown_report(results, compare), encoding="utf-8")
+    with atomic_path(md) as tmp:
+        tmp.write_text(markdown_report(results, compare), encoding="utf-8")
     paths.append(md)
     paths += [p for p in (plot_latency_vs_params(results, out / "latency_vs_params.png"),
-                          plot_latency_bars(results, out / "latency_bars.png")) if p]
+                          plot_latency_bars(results, out / "latency_bars.png"),
+                          plot_latency_vs_input_size(results, out / "latency_vs_input_size.png")) if p]
     return paths

@@ -17,9 +17,10 @@ from torch import nn
 from .. import __version__
 from ..checkpoint import load_model, weights_sha256
 from ..complexity import count_macs, count_params
-from ..errors import XFormerError
+from ..errors import ModelFileError, OptionError
+from ..export.custom import describe, is_build_function, load_build_function
 from ..export.formats import get_format
-from ..models import create_model
+from ..models import create_model, list_models
 
 __all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir", "resolve_sources"]
 
@@ -104,6 +105,9 @@ def _exported_file(path: Path, complexity: _Complexity) -> Artifact:
     fmt = export_info.get("format", EXPORTED_SUFFIXES[path.suffix])
     artifact = Artifact(model=arch, source=str(path), format=fmt, precision=export_info.get("precision", "unknown"),
                         input_size=size, path=path, error=_unsupported_here(fmt))
+    if arch not in list_models():  # a module of your own: its parameter count travels in the metadata
+        artifact.params = export_info.get("params")
+        return artifact
     # Seeded weights can be rebuilt exactly: then parity against PyTorch is available for the bare file too.
     model = create_model(arch, num_classes=meta.get("num_classes", 1000), **meta.get("options", {}))
     artifact.params, artifact.macs = complexity(model, size)
@@ -145,7 +149,12 @@ def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log
 def _model_artifacts(source: str, formats: list[str], precisions: list[str], sizes: list[int | None],
                      model_name: str | None, cache_dir: Path, complexity: _Complexity,
                      log: Callable[[str], None], calib: str | None = None) -> list[Artifact]:
-    model, _ = load_model(source, model_name)
+    if is_build_function(source):
+        model = load_build_function(source)
+        if getattr(model, "model_config", None) is None:
+            model = describe(model, input_size=sizes[0])
+    else:
+        model, _ = load_model(source, model_name)
     arch = model.model_config.arch
     artifacts = []
     for spec in sizes:
@@ -182,14 +191,14 @@ def resolve_sources(sources: list[str], formats: list[str], precisions: list[str
     static int8 files calibrated on the images under `calib` when given."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise XFormerError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+        raise OptionError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     complexity = _Complexity()
     artifacts = []
     for source in sources:
         path = Path(source)
         if path.suffix in EXPORTED_SUFFIXES:
             if not path.exists():
-                raise XFormerError(f"model file not found: {source}")
+                raise ModelFileError(f"model file not found: {source}")
             artifacts.append(_exported_file(path, complexity))
         else:
             artifacts += _model_artifacts(source, formats, precisions, sizes, model_name,

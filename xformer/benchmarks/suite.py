@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from ..errors import XFormerError
+from ..errors import OptionError, require
 from .harness import BenchConfig
 
 __all__ = ["load_suite"]
@@ -16,15 +16,14 @@ _LISTS = ("sources", "formats", "precisions", "threads", "imgsz", "delegates", "
 
 def load_suite(path: str | Path) -> dict:
     """The suite's settings as BenchConfig keyword arguments (validated by name, lists accept a scalar)."""
-    import yaml
-
+    yaml = require("yaml", "benchmark suite files", "bench")
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
-        raise XFormerError(f"cannot read suite {path}: {err}") from err
+        raise OptionError(f"cannot read suite {path}: {err}") from err
     if not isinstance(data, dict):
-        raise XFormerError(f"suite {path} must be a mapping of settings, e.g. `models: [xformer_s]`")
+        raise OptionError(f"suite {path} must be a mapping of settings, e.g. `models: [xformer_s]`")
     if "models" in data:
         data["sources"] = data.pop("models")
     data.pop("name", None)
@@ -32,7 +31,7 @@ def load_suite(path: str | Path) -> dict:
     known = {f.name for f in fields(BenchConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise XFormerError(f"suite {path}: unknown key(s) {', '.join(unknown)}; "
+        raise OptionError(f"suite {path}: unknown key(s) {', '.join(unknown)}; "
                            f"known: models, name, description, {', '.join(sorted(known - {'sources'}))}")
     for key in _LISTS:
         if key in data and not isinstance(data[key], list):

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
-from ..errors import ExportError
+from ..console import err_console as console
+from ..errors import OptionError
 from ..preprocess import PreprocessSpec, preprocess
 
 __all__ = ["CalibrationSet", "IMAGE_SUFFIXES", "MIN_CALIBRATION_IMAGES", "image_files", "load_calibration"]
@@ -21,7 +21,6 @@ __all__ = ["CalibrationSet", "IMAGE_SUFFIXES", "MIN_CALIBRATION_IMAGES", "image_
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 MIN_CALIBRATION_IMAGES = 100
 MAX_CALIBRATION_IMAGES = 500  # ranges settle long before; more only costs time
-console = Console(stderr=True)
 
 
 @dataclass
@@ -44,10 +43,10 @@ class CalibrationSet:
 def image_files(directory: Path) -> list[Path]:
     """Image files under `directory`, sorted; an ExportError naming the fix when there are none."""
     if not directory.is_dir():
-        raise ExportError(f"calibration directory not found: {directory}; pass --calib DIR with your images")
+        raise OptionError(f"calibration directory not found: {directory}; pass --calib DIR with your images")
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ExportError(f"{directory} holds no images ({', '.join(IMAGE_SUFFIXES)}); point --calib at a folder "
+        raise OptionError(f"{directory} holds no images ({', '.join(IMAGE_SUFFIXES)}); point --calib at a folder "
                           "of photos like the ones the model will see")
     return files
 
@@ -70,7 +69,7 @@ def load_calibration(calib: str | Path | None, spec: PreprocessSpec) -> Calibrat
         except ValueError:  # unreadable or not an image after all
             skipped += 1
     if not arrays:
-        raise ExportError(f"none of the {len(files)} files in {source} could be read as an image")
+        raise OptionError(f"none of the {len(files)} files in {source} could be read as an image")
     warning = None
     if len(arrays) < MIN_CALIBRATION_IMAGES:
         warning = (f"only {len(arrays)} calibration images from {source} ({MIN_CALIBRATION_IMAGES}+ recommended): "

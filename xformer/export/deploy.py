@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import require
 from ..models.attention import L2_EPS, CrossFeatureAttention, LinearCrossFeatureAttention, MultiHeadSelfAttention
 from ..models.blocks import ConvNormAct, InvertedResidual, TransformerLayer, XFormerBlock
 
@@ -115,8 +116,7 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, target: str, adj_a: bool = False, 
     """a @ b over the last two axes, either operand transposed first. For TFLite the transposes become
     BATCH_MATMUL's adj_x/adj_y flags instead of TRANSPOSE ops."""
     if target == "tflite" and (adj_a or adj_b):
-        from litert_torch.backend.experimental.torch_tfl import _ops  # noqa: F401  (registers torch.ops.tfl)
-
+        require("litert_torch.backend.experimental.torch_tfl._ops", "the TFLite deploy form", "tflite")  # torch.ops.tfl
         return torch.ops.tfl.batch_matmul(a, b, adj_a, adj_b)
     return (a.transpose(-2, -1) if adj_a else a) @ (b.transpose(-2, -1) if adj_b else b)
 

@@ -13,21 +13,30 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from ..checkpoint import atomic_path, load_model
-from ..errors import ExportError, XFormerError
+from ..complexity import count_params
+from ..console import console as stdout_console
+from ..console import err_console as console
+from ..errors import MissingExtraError, OptionError, XFormerError
+from ..logs import quiet_native
+from ..models import list_models
+from ..preprocess import PreprocessSpec
+from .custom import describe, is_build_function, load_build_function
 from .deploy import TARGETS as DEPLOY_TARGETS
 from .deploy import deploy_model, has_deploy_form
-from .formats import ExportFormat, parse_formats
+from .formats import FORMATS, ExportFormat, parse_formats
 from .metadata import build_metadata
+from .parity import NOT_JUDGED
 
 __all__ = ["ArtifactRecord", "export", "normalize_imgsz"]
 
 REPORT_NAME = "export_report.json"
-console = Console(stderr=True)
+_FLAGS = {"simplify": "--no-simplify", "channels_last_io": "--nhwc/--nchw"}
 
 
 @dataclass
@@ -56,9 +65,24 @@ class ArtifactRecord:
     def parity_passed(self) -> bool:
         return self.parity is None or bool(self.parity.get("passed", True))
 
+    @property
+    def status(self) -> str:
+        """One word for the summary: failed, parity FAILED, not checked (parity could not run here) or ok."""
+        if not self.ok:
+            return "failed"
+        if not self.parity_passed:
+            return "parity FAILED"
+        if self.parity is not None and self.parity.get("passed") is None:
+            return "not checked"
+        if self.parity is not None and self.parity.get("judged") is False:
+            return "not judged"
+        return "ok"
 
-def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, default: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) from 256, "256", "512x1024", (512, 1024); both must be multiples of 32."""
+
+def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, default: tuple[int, int],
+                    stride: int = 32) -> tuple[int, int]:
+    """(height, width) from 256, "256", "512x1024", (512, 1024); both must be multiples of the network's stride
+    (32 for the registered models; a module of your own is taken at any size)."""
     if imgsz is None:
         size = default
     elif isinstance(imgsz, str):
@@ -66,14 +90,14 @@ def normalize_imgsz(imgsz: int | tuple[int, int] | list[int] | str | None, defau
         try:
             size = (int(parts[0]), int(parts[-1]))
         except ValueError as err:
-            raise ExportError(f"image size {imgsz!r} is not a number or HxW (e.g. 256 or 512x1024)") from err
+            raise OptionError(f"image size {imgsz!r} is not a number or HxW (e.g. 256 or 512x1024)") from err
     elif isinstance(imgsz, int):
         size = (imgsz, imgsz)
     else:
         size = (int(imgsz[0]), int(imgsz[-1]))
-    if any(s <= 0 or s % 32 for s in size):
-        raise ExportError(f"image size {size[0]}x{size[1]} is not a multiple of 32 (the network's stride); "
-                          f"try {max(32, round(size[0] / 32) * 32)}")
+    if any(s <= 0 or s % stride for s in size):
+        raise OptionError(f"image size {size[0]}x{size[1]} is not a multiple of {stride} (the network's stride); "
+                          f"try {max(stride, round(size[0] / stride) * stride)}")
     return size
 
 
@@ -83,7 +107,7 @@ def _plan(formats: list[ExportFormat], precisions: list[str] | None) -> list[tup
     for p in precisions:
         if not any(p in f.precisions for f in formats):
             supported = "; ".join(f"{f.name}: {', '.join(f.precisions)}" for f in formats)
-            raise ExportError(f"precision {p!r} is not supported by {', '.join(f.name for f in formats)} "
+            raise OptionError(f"precision {p!r} is not supported by {', '.join(f.name for f in formats)} "
                               f"(supported: {supported})")
     plan = [(f, p) for f in formats for p in precisions if p in f.precisions]
     for f in formats:
@@ -93,17 +117,45 @@ def _plan(formats: list[ExportFormat], precisions: list[str] | None) -> list[tup
     return plan
 
 
-def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool | None, options: dict) -> None:
+def option_flag(option: str) -> str:
+    """The `xformer export` flag of a format option (the format table names options as Python keywords)."""
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
+def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool | None, options: dict,
+                   validate: bool) -> None:
     """Options that cannot apply to what was asked for fail here, before any slow conversion."""
     planned = {(f.name, p) for f, p in plan}
+    if validate:
+        from ..samples import sample_images
+
+        try:
+            sample_images()
+        except MissingExtraError as err:
+            raise MissingExtraError("the parity check (on the sample photos; or pass --no-validate)", err.extra,
+                                    "scikit-image / matplotlib") from err
+    requested = list(dict.fromkeys(f for f, _ in plan))
+    given = {**options, "channels_last_io": channels_last_io}
+    for option, value in given.items():
+        takers = [f.name for f in FORMATS.values() if option in f.options]
+        if value is None or not takers or any(option in f.options for f in requested):
+            continue
+        raise OptionError(f"{option_flag(option)} is an option of {', '.join(takers)}, and this request exports "
+                          f"{', '.join(f.name for f in requested)}: drop {option_flag(option)} or add "
+                          f"--formats {','.join([*(f.name for f in requested), takers[0]])}")
+    if options.get("opset") is not None:
+        from .onnx_export import MIN_OPSET
+
+        if options["opset"] < MIN_OPSET:
+            raise OptionError(f"--opset {options['opset']} is too old: the ONNX exporter needs opset >= {MIN_OPSET}")
     if options.get("int8_io") and ("tflite", "int8") not in planned:
-        raise ExportError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
+        raise OptionError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
     if options.get("calib") is not None:
         from .calibration import image_files
 
         image_files(Path(options["calib"]))
     if channels_last_io and options.get("coreml_input", "image") == "image" and any(n == "coreml" for n, _ in planned):
-        raise ExportError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
+        raise OptionError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
                           "tensor inputs only: add --coreml-input tensor or drop --nhwc")
 
 
@@ -115,53 +167,67 @@ def _file_size_mb(path: Path) -> float:
 
 def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",), precisions: list[str] | None = None,
            imgsz: int | tuple[int, int] | str | None = None, out_dir: str | Path = "runs/export", deploy: bool = True,
-           validate: bool = True, **options) -> list[ArtifactRecord]:
-    """Export `source` (a model, checkpoint path or registered name) to every format x precision.
+           validate: bool = True, input_size: int | tuple[int, int] | None = None, labels: list[str] | None = None,
+           preprocess: PreprocessSpec | None = None, **options) -> list[ArtifactRecord]:
+    """Export `source` to every format x precision: a registered name, a checkpoint path, `file.py:build_fn`, a
+    registered model, or any classifier `nn.Module` of your own.
 
-    `options` are format options from the format table (dynamic_batch, simplify, opset, channels_last_io,
-    calib, ...). Returns one record per file; failures are recorded, not raised, so one format failing
-    does not stop the others. Raises ExportError only for a request that is wrong as a whole.
+    A module of your own is described by `input_size`, `labels` and `preprocess` (see `custom.describe`) and
+    exported as it is. `options` are format options from the format table (dynamic_batch, simplify, opset,
+    channels_last_io, calib, ...). Returns one record per file; failures are recorded, not raised, so one format
+    failing does not stop the others. Raises OptionError for a request that is wrong as a whole.
     """
     plan = _plan(parse_formats(formats), list(precisions) if precisions else None)
+    if is_build_function(source):
+        source = load_build_function(source)
     model = source if isinstance(source, nn.Module) else load_model(source)[0]
+    own = getattr(model, "model_config", None) is None
+    if own:
+        model = describe(model, input_size or (normalize_imgsz(imgsz, (0, 0), stride=1) if imgsz else None), labels,
+                         preprocess)
+    elif any(v is not None for v in (input_size, labels, preprocess)):
+        raise OptionError(f"input_size, labels and preprocess describe a module of your own; "
+                          f"{model.model_config.arch} carries its config already (use imgsz for another size)")
     config = model.model_config
-    input_size = normalize_imgsz(imgsz, config.preprocess.input_size)
+    input_size = normalize_imgsz(imgsz, config.preprocess.input_size, stride=32 if config.arch in list_models() else 1)
     out_dir = Path(out_dir)
     records = []
     reference_inputs = None
     channels_last_io = options.pop("channels_last_io", None)  # passed to exporters as its own argument
-    _check_request(plan, channels_last_io, options)
+    _check_request(plan, channels_last_io, options, validate)
     for fmt, precision in plan:
         record = ArtifactRecord(fmt.name, precision, deploy=deploy)
         start = time.perf_counter()
-        try:
-            fmt.require()
-            channels_last = fmt.channels_last_default if channels_last_io is None else channels_last_io
-            target = fmt.name if fmt.name in DEPLOY_TARGETS else "generic"
-            if deploy and has_deploy_form(model):
-                form = deploy_model(model, channels_last, target)
-            else:
-                form = _training_form(model, channels_last)
-            metadata = build_metadata(model, format=fmt.name, precision=precision,
-                                      layout="NHWC" if channels_last else "NCHW", input_size=input_size,
-                                      deploy=deploy)
-            path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
-            with atomic_path(path, directory=fmt.directory) as tmp:
-                details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
-                                              metadata=metadata, precision=precision, reference=model, **options)
-            record.path, record.ok = path, True
-            record.seconds = time.perf_counter() - start
-            record.size_mb = _file_size_mb(path)
-            record.op_histogram = details.pop("op_histogram", {})
-            record.max_rank = details.pop("max_rank", None)
-            record.details = details
-            console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, {record.seconds:.1f} s")
-            if validate:
-                reference_inputs = _validate(record, model, input_size, reference_inputs)
-        except XFormerError as err:
-            record.error = str(err)
-        except Exception as err:  # a converter crash is recorded and the other formats still run
-            record.error = f"{type(err).__name__}: {err}"
+        with quiet_native():  # converters' own log lines are dropped; ours are kept, in order
+            try:
+                fmt.require()
+                channels_last = fmt.channels_last_default if channels_last_io is None else channels_last_io
+                target = fmt.name if fmt.name in DEPLOY_TARGETS else "generic"
+                if deploy and has_deploy_form(model):
+                    form = deploy_model(model, channels_last, target)
+                else:
+                    form = _training_form(model, channels_last)
+                metadata = build_metadata(model, format=fmt.name, precision=precision,
+                                          layout="NHWC" if channels_last else "NCHW", input_size=input_size,
+                                          deploy=deploy, params=count_params(model))
+                path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
+                with atomic_path(path, directory=fmt.directory) as tmp:
+                    details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
+                                                  metadata=metadata, precision=precision, reference=model, **options)
+                record.path, record.ok = path, True
+                record.seconds = time.perf_counter() - start
+                record.size_mb = _file_size_mb(path)
+                record.op_histogram = details.pop("op_histogram", {})
+                record.max_rank = details.pop("max_rank", None)
+                record.details = details
+                console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, "
+                              f"{record.seconds:.1f} s")
+            except XFormerError as err:
+                record.error = str(err)
+            except Exception as err:  # a converter crash is recorded and the other formats still run
+                record.error = f"{type(err).__name__}: {err}"
+            if record.ok and validate:
+                reference_inputs = _validate(record, model, input_size, reference_inputs, options.get("calib"))
         if record.error:
             record.seconds = time.perf_counter() - start
             console.print(f"[bold red]{fmt.name} {precision} failed:[/] {record.error}", highlight=False)
@@ -180,8 +246,13 @@ def _training_form(model: nn.Module, channels_last_io: bool) -> nn.Module:
     return wrapped
 
 
-def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, int], cache):
-    """Parity of the new file against `model`; the reference logits are computed once per export call."""
+def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, int], cache,
+              calib: str | None = None):
+    """Parity of the new file against `model`; the reference logits are computed once per export call.
+
+    The images are the calibration folder's when one is given (PARITY_IMAGES of them, evenly spaced): they
+    are what the model is for, so a quantised file is judged on its own domain; a digits classifier's logits
+    on photos of cats say nothing about its int8 error. Otherwise the sample photos."""
     from ..runtimes import load
     from .parity import check_parity, parity_inputs, reference_logits
 
@@ -195,22 +266,47 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         mil = record.details.get("mil_parity")
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
-            verdict = "[green]ok[/]" if mil["passed"] else f"[bold red]FAILED[/] ({'; '.join(mil['failures'])})"
+            verdict = _verdict(mil)
             console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
                           f"top-1 {mil['top1_agreement']:.0%} {verdict}")
         return cache
-    if cache is None:
-        spec = model.model_config.preprocess.with_input_size(input_size)
-        batch, photos = parity_inputs(spec)
-        cache = (batch, photos, reference_logits(model, batch))
-    batch, photos, expected = cache
-    report = check_parity(runtime, model, record.precision, inputs=(batch, photos), expected=expected)
+    try:
+        if cache is None:
+            spec = model.model_config.preprocess.with_input_size(input_size)
+            batch, photos = parity_inputs(spec, _parity_images(calib))
+            cache = (batch, photos, reference_logits(model, batch))
+        batch, photos, expected = cache
+        report = check_parity(runtime, model, record.precision, inputs=(batch, photos), expected=expected)
+    except Exception as err:  # the file exists but could not be checked: that fails the check, never passes it
+        message = str(err) if isinstance(err, XFormerError) else f"{type(err).__name__}: {err}"
+        record.parity = {"passed": False, "failures": [f"parity could not be measured: {message}"]}
+        console.print(f"  [bold red]parity FAILED[/]: could not be measured ({message})", highlight=False)
+        return cache
     record.parity = report.to_dict()
-    verdict = "[green]ok[/]" if report.passed else f"[bold red]FAILED[/] ({'; '.join(report.failures)})"
+    verdict = _verdict(record.parity)
     console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, "
-                  f"top-1 {report.top1_agreement:.0%} ({report.photos} photos + {report.random_inputs} random) "
-                  f"{verdict}")
+                  f"top-1 {report.top1_agreement:.0%} ({report.photos} {'calibration images' if calib else 'photos'} "
+                  f"+ {report.random_inputs} random) "
+                  f"{verdict}", soft_wrap=True)
     return cache
+
+
+PARITY_IMAGES = 16
+
+
+def _parity_images(calib: str | None) -> list[Path] | None:
+    if calib is None:
+        return None
+    from .calibration import image_files
+
+    files = image_files(Path(calib))
+    return files[:: -(-len(files) // PARITY_IMAGES)]
+
+
+def _verdict(parity: dict) -> str:
+    if not parity["passed"]:
+        return f"[bold red]FAILED[/] ({'; '.join(parity['failures'])})"
+    return "[green]ok[/]" if parity.get("judged", True) else f"[yellow]{NOT_JUDGED}[/]"
 
 
 def write_report(records: list[ArtifactRecord], out_dir: Path, model: nn.Module) -> Path:
@@ -232,27 +328,36 @@ def write_report(records: list[ArtifactRecord], out_dir: Path, model: nn.Module)
 
 
 def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> None:
-    """The export table, then the exact commands to use each file."""
-    out = out or Console()
-    table = Table(title="Export")
-    for column in ("format", "precision", "file", "MB", "s", "max rank", "max abs err", "cosine", "top-1", "status"):
-        table.add_column(column, justify="right" if column in ("MB", "s", "max rank") else "left")
+    """The export table (fits 80 columns: format and precision are in the file name), what failed and why,
+    then the commands to use each file."""
+    out = out or stdout_console
+    table = Table(title="Export", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("file", "MB", "s", "max err", "cosine", "top-1", "status"):
+        table.add_column(column, justify="left" if column in ("file", "status") else "right", no_wrap=True)
     for r in records:
         p = r.parity or {}
-        status = "failed" if not r.ok else "parity FAILED" if not r.parity_passed else "ok"
-        table.add_row(r.format, r.precision, r.path.name if r.path else "-", f"{r.size_mb:.2f}", f"{r.seconds:.1f}",
-                      str(r.max_rank or "-"), f"{p['max_abs_err']:.1e}" if "max_abs_err" in p else "-",
+        table.add_row(r.path.name if r.path else f"{r.format} {r.precision}", f"{r.size_mb:.2f}" if r.ok else "-",
+                      f"{r.seconds:.1f}", f"{p['max_abs_err']:.1e}" if "max_abs_err" in p else "-",
                       f"{p['cosine']:.6f}" if "cosine" in p else "-",
-                      f"{p['top1_agreement']:.0%}" if "top1_agreement" in p else p.get("not_run", "-")[:30],
-                      status if r.ok else f"failed: {r.error[:60]}")
+                      f"{p['top1_agreement']:.0%}" if "top1_agreement" in p else "-", r.status)
     out.print(table)
+    for r in records:
+        reason = r.error or "; ".join((r.parity or {}).get("failures") or []) or (r.parity or {}).get("not_run")
+        if r.status == "not judged":
+            reason = (f"{NOT_JUDGED}; quantisation error depends on the weights: export a trained checkpoint "
+                      "to judge it")
+        if reason and r.status != "ok":
+            out.print(f"  {r.path.name if r.path else f'{r.format} {r.precision}'}: {reason}", highlight=False,
+                      soft_wrap=True)
     for r in records:
         gpu = r.details.get("gpu")
         if r.ok and gpu is not None:  # TFLite: what decides whether a phone's GPU delegate takes the whole graph
             in_attention = r.details.get("attention_transposes")
             out.print(f"  {r.path.name}: {r.details['ops']} ops, {r.details['transposes']} TRANSPOSE"
                       f"{'' if in_attention is None else f' ({in_attention} in attention layers)'}, "
-                      f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}")
+                      f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}",
+                      highlight=False, soft_wrap=True)
     for r in records:
         if r.ok:
-            out.print(f"  xformer predict {r.path} image.jpg    xformer bench {r.path}")
+            out.print(f"  use: xformer predict {r.path} image.jpg; xformer bench {r.path}", highlight=False,
+                      soft_wrap=True)

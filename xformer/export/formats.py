@@ -8,7 +8,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import ExportError, MissingExtraError
+from ..errors import MissingExtraError, OptionError
 
 __all__ = ["FORMATS", "ExportFormat", "format_table_markdown", "get_format", "parse_formats"]
 
@@ -67,7 +67,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
 
 def get_format(name: str) -> ExportFormat:
     if name not in FORMATS:
-        raise ExportError(f"unknown format {name!r}; choose from: {', '.join(FORMATS)}")
+        raise OptionError(f"unknown format {name!r}; choose from: {', '.join(FORMATS)}")
     return FORMATS[name]
 
 

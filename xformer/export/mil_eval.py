@@ -30,7 +30,7 @@ _CONSTEXPR_OPS = ("constexpr_affine_dequantize", "constexpr_lut_to_dense")  # co
 def load_program(path: str | Path):
     """The main function of the MIL program stored in an .mlpackage (no macOS needed)."""
     ct = require("coremltools", "reading CoreML packages", "coreml")
-    from coremltools.converters.mil.frontend.milproto.load import load
+    load = require("coremltools.converters.mil.frontend.milproto.load", "reading CoreML packages", "coreml").load
 
     try:
         spec = ct.utils.load_spec(str(path))
@@ -42,8 +42,7 @@ def load_program(path: str | Path):
 
 
 def _is_tensor(var) -> bool:
-    from coremltools.converters.mil.mil import types
-
+    types = require("coremltools.converters.mil.mil.types", "evaluating MIL programs", "coreml")
     return types.is_tensor(var.sym_type)
 
 
@@ -255,8 +254,7 @@ class MILEvaluator:
     """
 
     def __init__(self, function, fp16_everywhere: bool = False):
-        from coremltools.converters.mil.mil import types
-
+        types = require("coremltools.converters.mil.mil.types", "evaluating MIL programs", "coreml")
         unknown = sorted({op.op_type for op in function.operations} - {"const", *_CONSTEXPR_OPS, *_OPS})
         if unknown:
             raise ExportError(f"the MIL evaluator has no implementation of op type(s) {', '.join(unknown)}; "

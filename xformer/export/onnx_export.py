@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError
+from ..errors import ExportError, OptionError, require
 from .metadata import METADATA_KEY, dumps
 
 __all__ = ["export_onnx", "onnx_graph_stats"]
@@ -60,7 +60,7 @@ def _attention_layer_stats(model) -> dict[str, dict]:
 
 def onnx_graph_stats(model) -> dict:
     """Node count, op histogram and the max tensor rank after shape inference."""
-    import onnx
+    onnx = require("onnx", "ONNX export", "onnx")
 
     inferred = onnx.shape_inference.infer_shapes(model)
     values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
@@ -95,8 +95,7 @@ class _quiet_exporter:
 
 
 def _run(model_proto, array: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
+    ort = require("onnxruntime", "ONNX export", "onnx")
     session = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: array})[0]
 
@@ -105,16 +104,14 @@ def _simplify(model_proto, probe: np.ndarray) -> tuple[object, dict]:
     """Simplified graph if it still matches the unsimplified one, else the original and a warning."""
     info: dict = {"simplifier": None, "simplified": False}
     try:
-        import onnxsim
-
+        onnxsim = require("onnxsim", "ONNX simplification", "onnx")
         candidate, ok = onnxsim.simplify(model_proto)
         info["simplifier"] = "onnxsim"
         if not ok:
             raise RuntimeError("onnxsim could not validate its result")
     except Exception as err:  # onnxsim fails on some graphs; onnxslim is the fallback
         try:
-            import onnxslim
-
+            onnxslim = require("onnxslim", "ONNX simplification", "onnx")
             candidate = onnxslim.slim(model_proto)
             info["simplifier"] = "onnxslim"
             info["onnxsim_error"] = str(err)[:200]
@@ -139,10 +136,10 @@ def export_onnx(model: nn.Module, path: Path, *, input_size: tuple[int, int], ch
     With `compare_naive`, the training-form `reference` is exported too (in memory) so the report shows
     how many nodes each attention layer lowers to in both forms.
     """
-    import onnx
+    onnx = require("onnx", "ONNX export", "onnx")
 
     if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is too old: the dynamo exporter needs opset >= {MIN_OPSET}")
+        raise OptionError(f"opset {opset} is too old: the dynamo exporter needs opset >= {MIN_OPSET}")
     height, width = input_size
     batch = 2 if dynamic_batch else 1  # torch.export specialises a dimension traced at size 1
     shape = (batch, height, width, 3) if channels_last_io else (batch, 3, height, width)

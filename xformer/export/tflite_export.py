@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError, require
+from ..errors import ExportError, OptionError, require
 from ..preprocess import PreprocessSpec
 from .calibration import load_calibration
 from .formats import FORMATS
@@ -144,9 +144,9 @@ def export_tflite(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
                   **_) -> dict:
     """Convert `model` (the form to ship) to a .tflite file at `path`; returns details for the report."""
     if tflite_converter not in CONVERTERS:
-        raise ExportError(f"unknown TFLite converter {tflite_converter!r}; choose from: {', '.join(CONVERTERS)}")
+        raise OptionError(f"unknown TFLite converter {tflite_converter!r}; choose from: {', '.join(CONVERTERS)}")
     if precision not in PRECISIONS:
-        raise ExportError(f"TFLite precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise OptionError(f"TFLite precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     int8_io = int8_io and precision == "int8"  # a request with other precisions too keeps their float I/O
     details: dict = {"converter": tflite_converter}
     calibration = None

@@ -61,11 +61,9 @@ def _onnx(model: nn.Module, workdir: Path, input_size: tuple[int, int], metadata
 
 
 def _run_onnx2tf(onnx_path: Path, workdir: Path, channels_last_io: bool, **options) -> Path:
-    try:
-        import onnx2tf
-    except ImportError as err:  # not in the extra: its pins would replace TensorFlow, numpy and protobuf
-        raise ExportError("the onnx2tf TFLite route needs onnx2tf, installed without its dependencies: "
-                          "pip install --no-deps tf-keras==2.21.0 onnx2tf==1.29.24 (`make setup` does this)") from err
+    # not in the extra: its pins would replace TensorFlow, numpy and protobuf
+    onnx2tf = require("onnx2tf", "the onnx2tf TFLite route", "tflite",
+                      install="pip install --no-deps tf-keras==2.21.0 onnx2tf==1.29.24 (`make setup` does this)")
     out = workdir / "tf"
     log = io.StringIO()
     try:

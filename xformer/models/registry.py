@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..preprocess import PreprocessSpec
+from ..weights import mark_seeded
 
 __all__ = ["ModelConfig", "ModelEntry", "create_model", "get_model_entry", "imagenet_labels", "list_models",
            "register_model"]
@@ -113,4 +114,6 @@ def create_model(name: str, num_classes: int = 1000, labels: list[str] | None = 
     model.model_config = ModelConfig(arch=name, num_classes=num_classes, options=copy.deepcopy(options),
                                      labels=list(labels) if labels is not None else default_labels(num_classes),
                                      preprocess=preprocess or entry.preprocess)
+    mark_seeded(model)
     return model.eval()
+

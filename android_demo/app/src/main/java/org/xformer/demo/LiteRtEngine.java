@@ -37,49 +37,81 @@ final class LiteRtEngine implements InferenceEngine {
         if (nnapi != null) {
             options.addDelegate(nnapi);
         }
-        this.interpreter = new Interpreter(model, options);
+        Interpreter created = new Interpreter(model, options);
+        try {
+            this.input = describe(created.getInputTensor(0), "input");
+            this.output = describe(created.getOutputTensor(0), "output");
+        } catch (RuntimeException | Error e) {
+            created.close();  // an interpreter whose tensors the app rejects is never handed out, so close it here
+            throw e;
+        }
+        this.interpreter = created;
         this.gpu = gpu;
         this.nnapi = nnapi;
-        this.input = describe(interpreter.getInputTensor(0), "input");
-        this.output = describe(interpreter.getOutputTensor(0), "output");
         this.description = "LiteRT, " + accelerator.label + ", " + threads + (threads == 1 ? " thread" : " threads");
         this.fallbackNote = fallbackNote;
     }
 
     /**
-     * An interpreter on the requested accelerator, or on the CPU when that accelerator is missing or
-     * rejects the model; {@link #fallbackNote} then says so.
+     * An interpreter on the requested accelerator, or on the CPU when that accelerator is missing, its native
+     * library cannot load (an Error such as UnsatisfiedLinkError or NoClassDefFoundError, not an Exception) or
+     * it rejects the model; {@link #fallbackNote} then says so. Whatever fails, the delegate and the interpreter
+     * created for it are closed before falling back. A model the CPU cannot run either still throws.
      */
     static LiteRtEngine create(ByteBuffer model, Accelerator accelerator, int threads) {
-        String note;
+        String note = null;
         if (accelerator == Accelerator.GPU) {
-            CompatibilityList compatibility = new CompatibilityList();
-            boolean supported = compatibility.isDelegateSupportedOnThisDevice();
-            compatibility.close();
-            if (!supported) {
-                note = "The GPU delegate is not available on this device: running on the CPU instead.";
-            } else {
-                GpuDelegate gpu = new GpuDelegate();
-                try {
-                    return new LiteRtEngine(model, accelerator, gpu, null, threads, null);
-                } catch (RuntimeException e) {
-                    gpu.close();
-                    note = "The GPU delegate could not run this model (" + e.getMessage()
-                            + "): running on the CPU instead.";
+            try {
+                if (gpuSupported()) {
+                    return withGpu(model, threads);
                 }
+                note = "The GPU delegate is not available on this device: running on the CPU instead.";
+            } catch (RuntimeException | LinkageError e) {
+                note = "The GPU delegate could not run this model (" + reason(e) + "): running on the CPU instead.";
             }
         } else if (accelerator == Accelerator.NNAPI) {
-            NnApiDelegate nnapi = new NnApiDelegate();
             try {
-                return new LiteRtEngine(model, accelerator, null, nnapi, threads, null);
-            } catch (RuntimeException e) {
-                nnapi.close();
-                note = "NNAPI could not run this model (" + e.getMessage() + "): running on the CPU instead.";
+                return withNnapi(model, threads);
+            } catch (RuntimeException | LinkageError e) {
+                note = "NNAPI could not run this model (" + reason(e) + "): running on the CPU instead.";
             }
-        } else {
-            note = null;
         }
+        model.rewind();
         return new LiteRtEngine(model, Accelerator.CPU, null, null, threads, note);
+    }
+
+    private static boolean gpuSupported() {
+        CompatibilityList compatibility = new CompatibilityList();
+        try {
+            return compatibility.isDelegateSupportedOnThisDevice();
+        } finally {
+            compatibility.close();
+        }
+    }
+
+    private static LiteRtEngine withGpu(ByteBuffer model, int threads) {
+        GpuDelegate gpu = new GpuDelegate();
+        try {
+            return new LiteRtEngine(model, Accelerator.GPU, gpu, null, threads, null);
+        } catch (RuntimeException | LinkageError e) {
+            gpu.close();
+            throw e;
+        }
+    }
+
+    private static LiteRtEngine withNnapi(ByteBuffer model, int threads) {
+        NnApiDelegate nnapi = new NnApiDelegate();
+        try {
+            return new LiteRtEngine(model, Accelerator.NNAPI, null, nnapi, threads, null);
+        } catch (RuntimeException | LinkageError e) {
+            nnapi.close();
+            throw e;
+        }
+    }
+
+    private static String reason(Throwable e) {
+        return e.getMessage() == null ? e.getClass().getSimpleName() : e.getClass().getSimpleName() + ": "
+                + e.getMessage();
     }
 
     private static TensorInfo describe(Tensor tensor, String what) {

@@ -261,6 +261,10 @@ public final class MainActivity extends Activity {
                     show(null, null, "Error: " + (e.getMessage() != null ? e.getMessage() : e.toString()));
                 } catch (OutOfMemoryError e) {
                     show(null, null, "Out of memory: try a smaller image.");
+                } catch (LinkageError e) {  // a native library or class that cannot load on this device
+                    show(null, null, "LiteRT could not load on this device (" + e + "); try the CPU (XNNPACK).");
+                } catch (Throwable e) {  // any other Error: report it rather than kill the worker and the app
+                    show(null, null, "Error: " + e);
                 }
                 runOnUiThread(new Runnable() {
                     @Override
@@ -286,7 +290,7 @@ public final class MainActivity extends Activity {
         double initMs = (System.nanoTime() - start) / 1e6;
         try {
             classifier = new Classifier(metadata, engine);
-        } catch (IllegalArgumentException e) {
+        } catch (RuntimeException | Error e) {
             engine.close();
             throw e;
         }
