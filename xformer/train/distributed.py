@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import XFormerError
+from ..errors import DeviceError, OptionError
 
 __all__ = ["DistributedContext", "resolve_device", "setup_distributed"]
 
@@ -62,10 +62,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise XFormerError(f"--device {name}: no CUDA device is available here; use --device cpu")
+            raise DeviceError(f"--device {name}: no CUDA device is available here; use --device cpu")
         return torch.device(name if ":" in name else f"cuda:{local_rank}")
     if name != "cpu":
-        raise XFormerError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N")
+        raise OptionError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N")
     return torch.device("cpu")
 
 

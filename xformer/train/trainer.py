@@ -32,7 +32,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..checkpoint import atomic_path, load_model, save_checkpoint
 from ..datasets import EvalTransform, ImageFolder, RandomResizedCropFlip, find_split
-from ..errors import CheckpointError, DataError, XFormerError
+from ..errors import CheckpointError, DataError, OptionError, XFormerError
 from ..models import create_model, get_model_entry, list_models
 from ..models.registry import ModelConfig
 from .distributed import DistributedContext, setup_distributed
@@ -92,7 +92,7 @@ def _usable_cores() -> int:
 
 def _check_size(size: int) -> int:
     if size <= 0 or size % 32:
-        raise XFormerError(f"--imgsz {size} is not a multiple of 32 (the network's stride); "
+        raise OptionError(f"--imgsz {size} is not a multiple of 32 (the network's stride); "
                            f"try {max(32, round(size / 32) * 32)}")
     return size
 
@@ -101,7 +101,7 @@ def _run_dir(config: TrainConfig, arch: str) -> Path:
     if config.out:
         out = Path(config.out)
         if out.exists() and any(out.iterdir()):
-            raise XFormerError(f"{out} already holds files; pick a new --out, or continue that run with "
+            raise OptionError(f"{out} already holds files; pick a new --out, or continue that run with "
                                f"--resume {out}")
         return out
     base = Path("runs/train") / arch
@@ -121,7 +121,7 @@ def _build_model(config: TrainConfig, classes: list[str], console: Console | Non
         return create_model(config.source, num_classes=len(classes), labels=classes, preprocess=spec,
                             seed=config.seed)
     if not Path(config.source).is_file():
-        raise XFormerError(f"{config.source!r} is neither a model name nor a checkpoint file; models: "
+        raise CheckpointError(f"{config.source!r} is neither a model name nor a checkpoint file; models: "
                            f"{', '.join(list_models())}")
     base, _ = load_model(config.source, config.model)
     old = base.model_config
@@ -185,7 +185,7 @@ def _autocast(amp: str, device: torch.device):
     if amp == "off":
         return nullcontext(), False
     if amp not in ("bf16", "fp16"):
-        raise XFormerError(f"unknown --amp {amp!r}; use auto, off, bf16 or fp16")
+        raise OptionError(f"unknown --amp {amp!r}; use auto, off, bf16 or fp16")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype), amp == "fp16"
 
@@ -222,7 +222,7 @@ def _load_resume(path: str, given: dict) -> tuple[Path, dict]:
     differ = [f"{k}: run has {saved.get(k)!r}, given {v!r}" for k, v in given.items()
               if k not in RUNTIME_SETTINGS and v is not None and saved.get(k) != v]
     if differ:
-        raise XFormerError(f"--resume {run_dir}: options differ from the run's ({'; '.join(differ)}); drop them to "
+        raise OptionError(f"--resume {run_dir}: options differ from the run's ({'; '.join(differ)}); drop them to "
                            "continue the run as it was, or start a new run")
     return run_dir, state
 
@@ -235,7 +235,7 @@ def train(given: dict, resume: str | None = None, console: Console | None = None
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise XFormerError(f"unknown training option(s): {', '.join(unknown)}")
+        raise OptionError(f"unknown training option(s): {', '.join(unknown)}")
     state = None
     if resume:
         run_dir, state = _load_resume(resume, given)
@@ -243,7 +243,7 @@ def train(given: dict, resume: str | None = None, console: Console | None = None
     else:
         values = {k: v for k, v in given.items() if v is not None}
         if "source" not in values or "data" not in values:
-            raise XFormerError("give a model name or checkpoint and --data DIR (or --resume RUN_DIR)")
+            raise OptionError("give a model name or checkpoint and --data DIR (or --resume RUN_DIR)")
     config = TrainConfig(**values)
     ctx = setup_distributed(config.device)
     try:
@@ -257,9 +257,9 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     start_time = time.perf_counter()
     say = console.print if console is not None else (lambda *a, **k: None)
     if config.batch % ctx.world_size:
-        raise XFormerError(f"--batch {config.batch} does not split evenly over {ctx.world_size} processes")
+        raise OptionError(f"--batch {config.batch} does not split evenly over {ctx.world_size} processes")
     if not 0 < config.crop_scale <= 1 or not 0 <= config.hflip <= 1 or config.epochs < 1 or config.batch < 1:
-        raise XFormerError("--crop-scale must be in (0, 1], --hflip in [0, 1], --epochs and --batch >= 1")
+        raise OptionError("--crop-scale must be in (0, 1], --hflip in [0, 1], --epochs and --batch >= 1")
     cores = _usable_cores()
     torch.set_num_threads(config.threads or max(1, cores // ctx.world_size // 2))
     workers = config.workers if config.workers is not None else min(4, max(1, cores // ctx.world_size))
