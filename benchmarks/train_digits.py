@@ -17,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from xformer.benchmarks import BenchConfig, run_benchmarks, write_reports
 from xformer.benchmarks.report import accuracy_table
+from xformer.console import console, err_console
 from xformer.datasets import write_digits
 
 GOAL_TOP1, GOAL_SECONDS = 0.97, 180
@@ -33,7 +32,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--runs", type=int, default=30, help="timed runs per benchmark row")
     args = parser.parse_args()
-    console = Console()
 
     data = args.out / "digits"
     if not data.exists():
@@ -53,7 +51,7 @@ def main() -> None:
     config = BenchConfig(sources=[str(run / "best.safetensors")], formats=["torch", "onnx", "tflite"],
                          precisions=PRECISIONS, threads=[1], data=str(data), runs=args.runs,
                          cache_dir=str(args.out / "exports"))
-    results = run_benchmarks(config, Console(stderr=True))
+    results = run_benchmarks(config, err_console)
     write_reports(results, args.out / "bench", config.to_dict())
     (args.out / "train_digits.json").write_text(json.dumps(summary, indent=2))
     console.print(accuracy_table(results))
