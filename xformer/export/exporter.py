@@ -102,6 +102,8 @@ def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool 
         from .calibration import image_files
 
         image_files(Path(options["calib"]))
+    if options.get("pte_backend") == "coreml" and ("pte", "int8") in planned:
+        raise ExportError("the Core ML backend of .pte files lowers fp32 only; drop int8 or use --pte-backend xnnpack")
     if channels_last_io and options.get("coreml_input", "image") == "image" and any(n == "coreml" for n, _ in planned):
         raise ExportError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
                           "tensor inputs only: add --coreml-input tensor or drop --nhwc")
