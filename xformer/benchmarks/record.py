@@ -28,7 +28,7 @@ class BenchResult:
 
     model: str  # architecture, e.g. xformer_s
     source: str  # what was benchmarked: model name, checkpoint or file as given
-    format: str  # torch, torch-compile, onnx, tflite, coreml
+    format: str  # torch, torch-compile, onnx, tflite, pte, coreml
     precision: str  # fp32, fp16, int8, ...
     runtime: str  # torch, onnxruntime, litert, coreml, benchmark_model
     runtime_version: str

@@ -23,7 +23,7 @@ __all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_d
 
 # Benchmarkable formats and the file suffix each is exported to (None: runs the PyTorch model in memory).
 FORMATS: dict[str, str | None] = {"torch": None, "torch-compile": None, "onnx": ".onnx", "tflite": ".tflite",
-                                  "coreml": ".mlpackage"}
+                                  "coreml": ".mlpackage", "pte": ".pte"}
 EXPORTED_SUFFIXES = {suffix: name for name, suffix in FORMATS.items() if suffix}
 # The models every XFormer number is compared with: MHSA hybrid, pure CNN, plain ViT.
 PEERS = ("mobilevit_s", "mobilenetv2_100", "deit_tiny")
@@ -136,9 +136,15 @@ def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log
 def _model_artifacts(source: str, formats: list[str], precisions: list[str], sizes: list[int | None],
                      model_name: str | None, cache_dir: Path, complexity: _Complexity,
                      log: Callable[[str], None]) -> list[Artifact]:
+    from ..export.formats import FORMATS as EXPORT_FORMATS
+
     model, _ = load_model(source, model_name)
     arch = model.model_config.arch
     artifacts = []
+    for fmt in formats:
+        unsupported = [p for p in precisions if FORMATS[fmt] and p not in EXPORT_FORMATS[fmt].precisions]
+        if unsupported:
+            log(f"{fmt} has no {', '.join(unsupported)} files; those rows are skipped")
     for spec in sizes:
         size = _size_of(spec, model)
         params, macs = complexity(model, size)
@@ -146,7 +152,8 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
         to_export = []
         for fmt in formats:
             suffix = FORMATS[fmt]
-            for precision in (["fp32"] if suffix is None else precisions):
+            kept = [p for p in precisions if p in EXPORT_FORMATS[fmt].precisions] if suffix else ["fp32"]
+            for precision in kept:
                 artifact = Artifact(model=arch, source=source, format=fmt, precision=precision, input_size=size,
                                     reference=model, params=params, macs=macs)
                 if suffix is None:

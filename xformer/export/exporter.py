@@ -195,6 +195,12 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         # CoreML cannot predict off macOS; its exporter evaluated the saved MIL program instead, which then
         # stands for the parity here (and fails the record when it fails).
         mil = record.details.get("mil_parity")
+        structure = record.details.get("structure_check")  # ExecuTorch Core ML programs: no evaluator here
+        if structure is not None:
+            record.parity = {**structure, "not_run": str(err)}
+            failed = f"[bold red]FAILED[/] ({'; '.join(structure['failures'])})"
+            verdict = "[green]ok[/]" if structure["passed"] else failed
+            console.print(f"  {structure['check']}: {verdict}")
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
             verdict = "[green]ok[/]" if mil["passed"] else f"[bold red]FAILED[/] ({'; '.join(mil['failures'])})"

@@ -24,8 +24,8 @@ _PORTABLE_LIB = "executorch.extension.pybindings.portable_lib"
 
 
 def _tensor_info(meta, name: str, layout: str | None = None) -> TensorInfo:
-    return TensorInfo(name, tuple(int(d) for d in meta.sizes()), _DTYPES.get(meta.dtype(), f"scalar type {meta.dtype()}"),
-                      layout)
+    dtype = _DTYPES.get(meta.dtype(), f"scalar type {meta.dtype()}")
+    return TensorInfo(name, tuple(int(d) for d in meta.sizes()), dtype, layout)
 
 
 class ExecuTorchRuntime(Runtime):
@@ -42,9 +42,11 @@ class ExecuTorchRuntime(Runtime):
                                  "with `xformer export ... --formats pte`") from err
         self.metadata = read_pte_metadata(self.path)
         backend = self.metadata.get("export", {}).get("backend", "xnnpack")
-        if backend == "coreml":
+        available = runtime.Runtime.get().backend_registry.is_available
+        if backend == "coreml" and not available("CoreMLBackend"):
             raise ModelFileError(f"{self.path.name} is lowered to Core ML, whose delegate runs on Apple devices only "
-                                 "(iOS/macOS ExecuTorch builds); export with --pte-backend xnnpack to run it here")
+                                 "(an ExecuTorch build with the Core ML backend); export with --pte-backend xnnpack "
+                                 "to run it here")
         self.threads = threads
         self._pool = require(_PORTABLE_LIB, "running .pte files", "executorch")
         self._use_threads()
