@@ -2,13 +2,12 @@
 XNNPACK, metadata, the runtime, the Core ML backend's structure, and clear failures.
 
 One xformer_xxs trained on scikit-learn's digits (64x64) is exported once per session to fp32 and int8
-(`digits_pte`); every test here reads those files.
+(`digits_pte` in conftest.py, shared with the Android goldens); every test here reads those files.
 """
 
 import json
 import sys
 import zipfile
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,24 +24,11 @@ from xformer.export.pte_export import lowered_graph_stats
 from xformer.runtimes import load
 from xformer.runtimes.executorch_runtime import ExecuTorchRuntime
 
-from .digits import load_digits_data, top1, train_digits_model
+from .digits import top1
 
 pytest.importorskip("executorch", reason="the 'executorch' extra is not installed")
 
-CALIBRATION_IMAGES = 128
-
-
-@pytest.fixture(scope="session")
-def digits_pte(tmp_path_factory):
-    """The trained digits model, its calibration folder and its fp32 and int8 .pte files."""
-    data = load_digits_data()
-    model = train_digits_model(data)
-    calib = tmp_path_factory.mktemp("pte_calib")
-    for i, image in enumerate(data.train_images[:CALIBRATION_IMAGES]):
-        image.save(calib / f"{i:04d}.png")
-    records = export(model, formats="pte", precisions=["fp32", "int8"], out_dir=tmp_path_factory.mktemp("pte"),
-                     calib=str(calib))
-    return SimpleNamespace(data=data, model=model, calib=calib, records={r.precision: r for r in records})
+from .conftest import PTE_CALIBRATION_IMAGES as CALIBRATION_IMAGES
 
 
 @pytest.fixture(scope="module")
