@@ -4,7 +4,8 @@ the offline smoke APK, and `xformer android`.
 The Java side needs a JDK and Debian's aapt/zipalign/apksigner/junit4 plus the shared android.jar and dx .debs;
 `android_demo/scripts/offline_build.sh setup` installs and extracts them (as root, which CI is). The golden files
 include real .tflite files; exporting them once per session is most of this module's time (about 110 s on two
-cores: the fp32 conversion about 40 s, the PT2E int8 one about 65 s, int8 I/O reuses it).
+cores: the fp32 conversion about 40 s, the PT2E int8 one about 65 s, int8 I/O reuses it). The .pte programs come
+from the `digits_pte` session fixture (conftest.py), which test_export_pte.py shares.
 """
 
 from __future__ import annotations

@@ -118,6 +118,13 @@ def test_validate_info_and_bench(digits_pte, tmp_path, capsys):
     assert main(["validate", str(path), "--ckpt", str(checkpoint)]) == 0
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
+    from rich.console import Console
+
+    from xformer.export.exporter import print_summary
+
+    print_summary(list(digits_pte.records.values()), Console(width=300))
+    out += capsys.readouterr().out
+    assert "1 XnnpackBackend partition(s)" in out and "(100%); on portable kernels: none" in out
     assert "max_abs_err" in out and "xnnpack" in out and "10 labels: 0, 1, 2, 3, 4" in out
 
     from xformer.benchmarks import BenchConfig, run_benchmarks
@@ -134,6 +141,9 @@ def test_core_ml_backend_lowers_on_linux(digits_pte, tmp_path):
     delegation = record.details["delegation"]
     assert delegation["backends"] == {"CoreMLBackend": 1} and delegation["portable_ops"] == {}
     assert read_metadata(record.path)["export"]["backend"] == "coreml"
+    # The delegate's ML program, evaluated op by op, stands for parity where Core ML cannot run.
+    assert record.parity["passed"] and record.parity["max_abs_err"] <= 1e-4, record.parity
+    assert "mil_eval" in record.parity["evaluator"]
     if sys.platform != "darwin":
         assert "Apple devices only" in record.parity["not_run"]
         with pytest.raises(ModelFileError, match="lowered to Core ML"):

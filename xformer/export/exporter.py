@@ -192,15 +192,9 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
     except XFormerError as err:
         record.parity = {"passed": None, "not_run": str(err)}
         console.print(f"  parity not run: {err}")
-        # CoreML cannot predict off macOS; its exporter evaluated the saved MIL program instead, which then
-        # stands for the parity here (and fails the record when it fails).
+        # CoreML cannot predict off macOS; its exporters (.mlpackage, and .pte lowered to Core ML) evaluated the
+        # saved MIL program instead, which then stands for the parity here (and fails the record when it fails).
         mil = record.details.get("mil_parity")
-        structure = record.details.get("structure_check")  # ExecuTorch Core ML programs: no evaluator here
-        if structure is not None:
-            record.parity = {**structure, "not_run": str(err)}
-            failed = f"[bold red]FAILED[/] ({'; '.join(structure['failures'])})"
-            verdict = "[green]ok[/]" if structure["passed"] else failed
-            console.print(f"  {structure['check']}: {verdict}")
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
             verdict = "[green]ok[/]" if mil["passed"] else f"[bold red]FAILED[/] ({'; '.join(mil['failures'])})"
@@ -261,6 +255,13 @@ def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> 
             out.print(f"  {r.path.name}: {r.details['ops']} ops, {r.details['transposes']} TRANSPOSE"
                       f"{'' if in_attention is None else f' ({in_attention} in attention layers)'}, "
                       f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}")
+    for r in records:
+        delegation = r.details.get("delegation")
+        if r.ok and delegation is not None:  # ExecuTorch: every op outside a delegate runs on reference kernels
+            portable = ", ".join(f"{op} x{n}" for op, n in delegation["portable_ops"].items()) or "none"
+            backends = ", ".join(f"{n} {name}" for name, n in delegation["backends"].items()) or "no delegate"
+            out.print(f"  {r.path.name}: {backends} partition(s), {delegation['delegated_ops']} ops delegated "
+                      f"({delegation['coverage']:.0%}); on portable kernels: {portable}")
     for r in records:
         if r.ok:
             out.print(f"  xformer predict {r.path} image.jpg    xformer bench {r.path}")
