@@ -213,7 +213,7 @@ def export_pte(model: nn.Module, path: Path, *, input_size: tuple[int, int], cha
         from .deploy import deploy_model, has_deploy_form
 
         if has_deploy_form(reference):
-            model = deploy_model(reference, channels_last_io, target="coreml")
+            model = deploy_model(reference, channels_last_io, target="generic")
     details: dict = {"backend": pte_backend, "input": FLOAT_IO, "output": FLOAT_IO}
     example = _example(input_size, channels_last_io)
     with _quiet():  # importing torchao logs a warning per CUDA library it cannot load
