@@ -4,8 +4,8 @@ Backends (`--pte-backend`):
 - `xnnpack` (default): the CPU delegate of every ExecuTorch build, with int8 kernels. It lowers the "pte"
   deploy form (`deploy.py`), written so the partitioner takes every node: on XFormer the whole graph is one
   XNNPACK delegate and no op runs on ExecuTorch's portable (reference) kernels;
-- `coreml`: the Core ML delegate (fp32 compute precision), lowered from the "coreml" deploy form (fused
-  `layer_norm`, fp16-safe XFA floor). Lowering runs on Linux; running the file needs an Apple device, so here
+- `coreml`: the Core ML delegate (fp32 compute precision), lowered from the generic deploy form (the "coreml"
+  form's fp16-safe XFA floor moved fp32 logits by 2e-3 at 64x64, beyond fp32 parity). Lowering runs on Linux; running the file needs an Apple device, so here
   the ML program inside the delegate is unpacked and evaluated op by op against PyTorch (`mil_eval`, as for
   .mlpackage files), and the graph must sit in one Core ML delegate with no portable op: that is its parity.
 
