@@ -5,9 +5,10 @@ Backends (`--pte-backend`):
   deploy form (`deploy.py`), written so the partitioner takes every node: on XFormer the whole graph is one
   XNNPACK delegate and no op runs on ExecuTorch's portable (reference) kernels;
 - `coreml`: the Core ML delegate (fp32 compute precision), lowered from the generic deploy form (the "coreml"
-  form's fp16-safe XFA floor moved fp32 logits by 2e-3 at 64x64, beyond fp32 parity). Lowering runs on Linux; running the file needs an Apple device, so here
-  the ML program inside the delegate is unpacked and evaluated op by op against PyTorch (`mil_eval`, as for
-  .mlpackage files), and the graph must sit in one Core ML delegate with no portable op: that is its parity.
+  form's fp16-safe XFA floor moved fp32 logits by 2e-3 at 64x64, beyond fp32 parity). Lowering runs on Linux;
+  running the file needs an Apple device, so here the ML program inside the delegate is unpacked and evaluated
+  op by op against PyTorch (`mil_eval`, as for .mlpackage files), and the graph must sit in one Core ML
+  delegate with no portable op: that is its parity.
 
 Precisions: fp32, and int8 (XNNPACK only): PT2E static quantisation with ExecuTorch's XNNPACKQuantizer
 (per-channel symmetric int8 weights, int8 activations), calibrated like the TFLite int8 file on `--calib DIR`
@@ -212,7 +213,7 @@ def export_pte(model: nn.Module, path: Path, *, input_size: tuple[int, int], cha
     if pte_backend == "coreml" and reference is not None:
         from .deploy import deploy_model, has_deploy_form
 
-        if has_deploy_form(reference):
+        if has_deploy_form(reference) and not has_deploy_form(model):  # a deploy form: the generic one instead
             model = deploy_model(reference, channels_last_io, target="generic")
     details: dict = {"backend": pte_backend, "input": FLOAT_IO, "output": FLOAT_IO}
     example = _example(input_size, channels_last_io)
