@@ -79,10 +79,7 @@ def _one_thread():
 def _op_name(node: torch.fx.Node) -> str:
     """'aten.convolution.default' for an edge op, the target's own name otherwise."""
     op = getattr(node.target, "_op", node.target)  # EdgeOpOverload wraps the aten overload
-    name = getattr(op, "name", None)
-    if callable(name):
-        return name().replace("::", ".")
-    return getattr(op, "__name__", str(op))
+    return str(op) if isinstance(op, torch._ops.OpOverload) else getattr(op, "__name__", str(op))
 
 
 def _count_ops(graph_module: torch.fx.GraphModule) -> collections.Counter:
