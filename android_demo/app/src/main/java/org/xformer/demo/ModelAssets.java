@@ -14,6 +14,7 @@ import java.util.List;
 
 import android.content.res.AssetFileDescriptor;
 import android.content.Context;
+import android.content.pm.PackageManager;
 import android.content.res.AssetManager;
 
 /**
@@ -37,8 +38,9 @@ final class ModelAssets {
     }
 
     /**
-     * The asset as a file in app storage, copied once (again when its size changes): ExecuTorch loads programs
-     * from a path. The copy is written to a temporary name and renamed, so a crash never leaves half a program.
+     * The asset as a file in app storage, copied once per installed APK (assets change only with an update):
+     * ExecuTorch loads programs from a path. The copy is written to a temporary name and renamed, so a crash
+     * never leaves half a program.
      */
     static File file(Context context, String name) throws IOException {
         File dir = new File(context.getFilesDir(), "models");
@@ -46,7 +48,13 @@ final class ModelAssets {
         AssetFileDescriptor fd = context.getAssets().openFd(name);
         long size = fd.getDeclaredLength();
         fd.close();
-        if (target.length() == size) {
+        long installed;
+        try {
+            installed = context.getPackageManager().getPackageInfo(context.getPackageName(), 0).lastUpdateTime;
+        } catch (PackageManager.NameNotFoundException e) {
+            throw new IOException("cannot read this app's install time", e);
+        }
+        if (target.length() == size && target.lastModified() >= installed) {
             return target;
         }
         if (!dir.isDirectory() && !dir.mkdirs()) {
