@@ -248,9 +248,10 @@ def test_smoke_apk_is_signed_and_stores_the_model_uncompressed(android_env, proj
         assert pte_entry.compress_type == zipfile.ZIP_STORED and archive.read(pte_entry) == program.read_bytes()
         dex = archive.read("classes.dex")
     with apk.open("rb") as f:  # stored data must start 4-byte aligned to be memory-mapped
-        f.seek(entry.header_offset + 26)
-        name_length, extra_length = np.frombuffer(f.read(4), dtype="<u2")
-        assert (entry.header_offset + 30 + name_length + extra_length) % 4 == 0
+        for stored in (entry, pte_entry):
+            f.seek(stored.header_offset + 26)
+            name_length, extra_length = (int(n) for n in np.frombuffer(f.read(4), dtype="<u2"))
+            assert (stored.header_offset + 30 + name_length + extra_length) % 4 == 0, stored.filename
     for cls in (b"Lorg/xformer/demo/MainActivity;", b"Lorg/xformer/demo/LiteRtEngine;",
                 b"Lorg/xformer/demo/ExecuTorchEngine;", b"Lorg/xformer/demo/core/PilResize;"):
         assert cls in dex
