@@ -141,10 +141,14 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
     model, _ = load_model(source, model_name)
     arch = model.model_config.arch
     artifacts = []
-    for fmt in formats:
-        unsupported = [p for p in precisions if FORMATS[fmt] and p not in EXPORT_FORMATS[fmt].precisions]
-        if unsupported:
-            log(f"{fmt} has no {', '.join(unsupported)} files; those rows are skipped")
+    # A precision another requested format has (int8 with onnx,tflite) skips the formats without it; one that no
+    # format has is left to fail its rows, with the exporter's reason.
+    exported = [EXPORT_FORMATS[f] for f in formats if FORMATS[f]]
+    known = {p for f in exported for p in f.precisions}
+    skipped = {f.name: [p for p in precisions if p in known and p not in f.precisions] for f in exported}
+    for fmt, missing in skipped.items():
+        if missing:
+            log(f"{fmt} has no {', '.join(missing)} files; those rows are skipped")
     for spec in sizes:
         size = _size_of(spec, model)
         params, macs = complexity(model, size)
@@ -152,7 +156,7 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
         to_export = []
         for fmt in formats:
             suffix = FORMATS[fmt]
-            kept = [p for p in precisions if p in EXPORT_FORMATS[fmt].precisions] if suffix else ["fp32"]
+            kept = [p for p in precisions if p not in skipped[fmt]] if suffix else ["fp32"]
             for precision in kept:
                 artifact = Artifact(model=arch, source=source, format=fmt, precision=precision, input_size=size,
                                     reference=model, params=params, macs=macs)
