@@ -5,6 +5,8 @@ Each section sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` markers:
 - formats: the export format table (xformer/export/formats.py);
 - bench: the published benchmark, from a results.json written by `xformer bench --out DIR`
   (default benchmarks/results/host-cpu.json);
+- bench-pte: ExecuTorch next to ONNX Runtime and LiteRT (benchmarks/suite-pte.yaml), from
+  benchmarks/results/host-cpu-pte.json;
 - accuracy: top-1 of every format and precision of one trained checkpoint, from the results.json of
   `python -m benchmarks.train_digits` (default benchmarks/results/digits-accuracy.json).
 
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BENCH_RESULTS = ROOT / "benchmarks" / "results" / "host-cpu.json"
 ACCURACY_RESULTS = ROOT / "benchmarks" / "results" / "digits-accuracy.json"
+PTE_RESULTS = ROOT / "benchmarks" / "results" / "host-cpu-pte.json"
 
 
 def replace_section(text: str, name: str, content: str) -> str | None:
@@ -43,7 +46,8 @@ def bench_section(results_path: Path) -> str:
 
     results = load_results(results_path)
     env = next((r.environment for r in results if r.environment), {})
-    versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "ai-edge-litert") if env.get(k))
+    versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "ai-edge-litert", "executorch")
+                         if env.get(k))
     when = min((r.timestamp for r in results if r.timestamp), default="?")[:10]
     load = f", load {env['load_average_1m']:g} at start" if env.get("load_average_1m") is not None else ""
     omp = f", OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}" if env.get("OMP_WAIT_POLICY") else ""
@@ -81,6 +85,7 @@ def sections(bench_results: Path, accuracy_results: Path) -> dict:
     from xformer.export.formats import format_table_markdown
 
     return {"formats": format_table_markdown, "bench": lambda: bench_section(bench_results),
+            "bench-pte": lambda: bench_section(PTE_RESULTS),
             "accuracy": lambda: accuracy_section(accuracy_results)}
 
 

@@ -4,8 +4,9 @@ The Java tests (android_demo/core/src/test/.../Golden*Test.java) read `manifest.
 it and must reproduce: PIL's resize bit for bit, `xformer.preprocess.preprocess` within 1e-5 (integer inputs
 exactly), EXIF orientation, the metadata embedded in a .tflite, `top_k` on raw model outputs, and the latency
 statistics of `xformer bench`, and, on real .tflite files from our exporter (fp32, and static int8 with float
-and with int8 I/O), the input tensor the LiteRT interpreter was fed and the top-5 it led to. Images travel as
-raw RGB bytes that Python decoded, so both sides start from the same pixels.
+and with int8 I/O), the input tensor the LiteRT interpreter was fed and the top-5 it led to; the same for real
+.pte programs (fed to the ExecuTorch runtime). Images travel as raw RGB bytes that Python decoded, so both sides
+start from the same pixels.
 """
 
 from __future__ import annotations
@@ -238,6 +239,26 @@ def _model_cases(w: _Writer, models: dict[str, Path], photos: list[Path]) -> lis
     return cases
 
 
+def _pte_model_cases(w: _Writer, models: dict[str, Path], photos: list[Path]) -> list[dict]:
+    """Per real .pte and photo: the float32 tensor the ExecuTorch runtime was fed (the contract's own input), its
+    raw logits and the runtime's top-5, as `xformer predict` computes them."""
+    cases = []
+    for name, path in models.items():
+        runtime = load(path, threads=1)
+        images = []
+        for photo in photos:
+            fed = preprocess(photo, runtime.preprocess_spec)
+            case_name = f"model_{name}_{photo.stem}"
+            images.append({"name": case_name, **_decoded(w, photo),
+                           "input": w.raw(f"{case_name}.input", _little_endian(fed)),
+                           "output": w.raw(f"{case_name}.output", _little_endian(runtime.run(fed))),
+                           "top5": _top5(runtime.predict(photo, k=5))})
+        cases.append({"name": name, "file": w.raw(f"model_{name}.pte", path.read_bytes()),
+                      "input": _tensor_info(runtime.inputs[0]), "output": _tensor_info(runtime.outputs[0]),
+                      "images": images})
+    return cases
+
+
 def _metadata_case(models: list[dict], paths: dict[str, Path]) -> dict:
     """What Python reads from the real int8 file's metadata, for the Java reader to reproduce."""
     case = next(c for c in models if c["name"] == "int8")
@@ -246,8 +267,9 @@ def _metadata_case(models: list[dict], paths: dict[str, Path]) -> dict:
             "labels": metadata["labels"], "preprocess": metadata["preprocess"]}
 
 
-def write_goldens(root: Path, models: dict[str, Path]) -> Path:
-    """Writes every golden file under `root`, using `models` (from export_golden_models); returns the manifest."""
+def write_goldens(root: Path, models: dict[str, Path], pte_models: dict[str, Path] | None = None) -> Path:
+    """Writes every golden file under `root`, using `models` (from export_golden_models) and `pte_models` (name ->
+    .pte file); returns the manifest."""
     w = _Writer(root)
     photos = sample_images()
     with Image.open(photos[1]) as photo:
@@ -255,7 +277,7 @@ def write_goldens(root: Path, models: dict[str, Path]) -> Path:
     postprocess = _postprocess_cases(w, photos)
     scratch = root / "scratch"
     scratch.mkdir(exist_ok=True)
-    model_cases = _model_cases(w, models, photos)
+    model_cases = _model_cases(w, models, photos) + _pte_model_cases(w, pte_models or {}, photos)
     manifest = {"pillow": PIL.__version__, "resize": resize, "preprocess": _preprocess_cases(w, photos, scratch),
                 "postprocess": postprocess, "models": model_cases, "latency": _latency(),
                 "metadata": _metadata_case(model_cases, models)}

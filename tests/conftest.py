@@ -2,6 +2,7 @@
 exported files (training and exporting are the slow parts of the suite, so each happens once)."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -68,3 +69,22 @@ def digits_exports(digits_model, digits_root, bench_cache) -> dict:
     records = export(digits_model, formats=["onnx", "tflite"], precisions=DIGITS_PRECISIONS, out_dir=out,
                      calib=calib)
     return {(r.format, r.precision): r for r in records}
+
+
+PTE_CALIBRATION_IMAGES = 419  # the digits training split, evenly sampled down to at most 500
+
+
+@pytest.fixture(scope="session")
+def digits_pte(digits_model, digits_root, tmp_path_factory):
+    """The session's digits checkpoint as fp32 and int8 .pte files (int8 calibrated on the training split): the
+    ExecuTorch tests and the Android goldens share one export (lowering takes most of a minute per file)."""
+    pytest.importorskip("executorch", reason="the 'executorch' extra is not installed")
+    from xformer.export import export
+
+    from .digits import load_digits_folder
+
+    calib = digits_root / "train"
+    records = export(digits_model, formats="pte", precisions=["fp32", "int8"], out_dir=tmp_path_factory.mktemp("pte"),
+                     calib=str(calib))
+    data = load_digits_folder(digits_root, digits_model.model_config.preprocess)
+    return SimpleNamespace(data=data, model=digits_model, calib=calib, records={r.precision: r for r in records})

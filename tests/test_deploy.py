@@ -81,3 +81,10 @@ def test_coreml_form_stays_finite_in_fp16_on_a_black_frame():
     with torch.no_grad():
         model = deployed.half()
         assert torch.isfinite(model(torch.zeros(1, 3, 256, 256, dtype=torch.float16))).all()
+
+
+def test_pte_unfold_equals_the_strided_slices():
+    """The "pte" target unfolds with reshapes and permutes (XNNPACK slices with stride 1 only): same groups."""
+    x = torch.randn(2, 3, 8, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(unfold_groups(x, "pte"), unfold_groups(x))
+    assert torch.equal(fold_groups(unfold_groups(x, "pte"), "pte"), x)

@@ -1,4 +1,5 @@
-"""`xformer android MODEL.tflite`: put an exported model into the Android demo app (android_demo/).
+"""`xformer android MODEL.tflite|MODEL.pte`: put an exported model into the Android demo app (android_demo/), which
+runs .tflite files in LiteRT and .pte programs in ExecuTorch.
 
 The app takes labels and preprocessing from the model's own metadata, never from hand-typed constants, so the
 file is checked here for everything the app reads before it is copied into the app's assets. The command then
@@ -21,6 +22,8 @@ __all__ = ["ASSETS", "build_steps", "check_android_model", "default_project", "i
 ASSETS = Path("app/src/main/assets")
 WRAPPER_JAR = Path("gradle/wrapper/gradle-wrapper.jar")
 APP_TENSOR_DTYPES = ("float32", "int8", "uint8")
+# File suffix -> export format, and the flatbuffer file identifier (bytes 4-7) each starts with.
+APP_FORMATS = {".tflite": "tflite", ".pte": "pte"}
 
 
 def default_project() -> Path:
@@ -28,7 +31,15 @@ def default_project() -> Path:
     return Path(__file__).resolve().parent.parent / "android_demo"
 
 
-def _metadata_problems(metadata: dict) -> list[str]:
+def _has_identifier(path: Path, fmt: str) -> bool:
+    with path.open("rb") as f:
+        identifier = f.read(8)[4:8]
+    if fmt == "tflite":
+        return identifier == b"TFL3"
+    return identifier[:2] == b"ET" and identifier[2:].isdigit()  # ExecuTorch: "ET" and the format version
+
+
+def _metadata_problems(metadata: dict, fmt: str = "tflite") -> list[str]:
     from .export.metadata import METADATA_FORMAT
 
     problems = []
@@ -53,7 +64,7 @@ def _metadata_problems(metadata: dict) -> list[str]:
                 problems.append(str(err))
     export = metadata.get("export")
     export = export if isinstance(export, dict) else {}
-    if export.get("format", "tflite") != "tflite":
+    if export.get("format", fmt) != fmt:
         problems.append(f"metadata of a {export['format']!r} export")
     for tensor in ("input", "output"):
         info = export.get(tensor)
@@ -64,24 +75,28 @@ def _metadata_problems(metadata: dict) -> list[str]:
 
 
 def check_android_model(path: str | Path) -> dict:
-    """The metadata of a .tflite the app can use; ModelFileError says what is missing and how to fix it."""
+    """The metadata of a .tflite or .pte the app can use; ModelFileError says what is missing and how to fix it."""
     from .export.metadata import read_tflite_metadata
 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
-    if path.suffix != ".tflite":
-        raise ModelFileError(f"{path.name} is not a .tflite file; export one with "
-                             "`xformer export MODEL --formats tflite`")
-    with path.open("rb") as f:
-        if f.read(8)[4:8] != b"TFL3":
-            raise ModelFileError(f"{path.name} is not a TFLite flatbuffer (no TFL3 identifier); export one with "
-                                 "`xformer export MODEL --formats tflite`")
-    metadata = read_tflite_metadata(path)
-    problems = _metadata_problems(metadata)
+    fmt = APP_FORMATS.get(path.suffix)
+    if fmt is None:
+        raise ModelFileError(f"{path.name} is not a .tflite or .pte file; export one with "
+                             "`xformer export MODEL --formats tflite` (or pte)")
+    if not _has_identifier(path, fmt):
+        what = "a TFLite flatbuffer (no TFL3 identifier)" if fmt == "tflite" else "an ExecuTorch program (no ET " \
+            "identifier)"
+        raise ModelFileError(f"{path.name} is not {what}; export one with `xformer export MODEL --formats {fmt}`")
+    metadata = read_tflite_metadata(path, fmt)
+    problems = _metadata_problems(metadata, fmt)
+    export = metadata.get("export") if isinstance(metadata.get("export"), dict) else {}
+    if fmt == "pte" and export.get("backend", "xnnpack") != "xnnpack":
+        problems.append(f"the {export['backend']} backend (the app's ExecuTorch runs XNNPACK programs)")
     if problems:
         raise ModelFileError(f"{path.name} cannot be used by the Android app: its metadata has "
-                             f"{'; '.join(problems)}. Re-export it with `xformer export MODEL --formats tflite`")
+                             f"{'; '.join(problems)}. Re-export it with `xformer export MODEL --formats {fmt}`")
     return metadata
 
 
@@ -94,7 +109,7 @@ def install_model(model: str | Path, project: str | Path | None = None) -> tuple
         raise OptionError(f"no Android demo project at {project}: pass --project with the path of the android_demo/ "
                            "folder of an xformer-mobile checkout")
     target = project / ASSETS / model.name
-    with atomic_path(target, suffix=".part") as tmp:  # never a half-copied .tflite the build would pick up
+    with atomic_path(target, suffix=".part") as tmp:  # never a half-copied model the build would pick up
         shutil.copyfile(model, tmp)
     return target, metadata
 
@@ -110,7 +125,7 @@ def _cmd_android(args: argparse.Namespace) -> None:
     console.print(f"  {metadata.get('arch')}, {export.get('precision', 'unknown precision')}, "
                   f"{len(metadata['labels'])} labels, input {spec.input_size[0]}x{spec.input_size[1]} {spec.layout}, "
                   f"{spec.interpolation}, {resize}", highlight=False, soft_wrap=True)
-    models = sorted(p.name for p in target.parent.glob("*.tflite"))
+    models = sorted(p.name for p in target.parent.iterdir() if p.suffix in APP_FORMATS)
     console.print(f"models in the app: {', '.join(models)}", highlight=False, soft_wrap=True)
     console.print("\n" + build_steps(project), highlight=False, soft_wrap=True)
 
@@ -129,14 +144,14 @@ def build_steps(project: Path) -> str:
                   "gradle wrapper --gradle-version 8.7",
                   f"    cp /tmp/gradle-wrapper/{WRAPPER_JAR} {project / WRAPPER_JAR}",
                   f"    cd {project} && ./gradlew installDebug"]
-    steps.append("The app lists every .tflite in its assets.")
+    steps.append("The app lists every .tflite and .pte in its assets.")
     return "\n".join(steps)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("android", help="put an exported .tflite into the Android demo app and print how to "
-                                              "build it")
-    p.add_argument("model", help=".tflite written by `xformer export MODEL --formats tflite`")
+    p = subparsers.add_parser("android", help="put an exported .tflite or .pte into the Android demo app and print "
+                                              "how to build it")
+    p.add_argument("model", help=".tflite or .pte written by `xformer export MODEL --formats tflite` (or pte)")
     p.add_argument("--project", type=Path, default=None,
                    help="the android_demo/ folder (default: the one in this checkout)")
     p.set_defaults(func=_cmd_android)

@@ -304,6 +304,9 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--coreml-input", choices=("image", "tensor"),
                    help="CoreML: an image input, as Xcode and Vision expect (default), or a float32 tensor "
                         "preprocessed by the caller")
+    p.add_argument("--pte-backend", choices=("xnnpack", "coreml"),
+                   help="ExecuTorch: lower to XNNPACK (default; CPU, fp32 and int8) or Core ML (fp32; runs on Apple "
+                        "devices, lowered and checked structurally on Linux)")
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--nhwc", dest="channels_last_io", action="store_true", default=None,
                         help="NHWC image input (default for TFLite; CoreML: with --coreml-input tensor)")

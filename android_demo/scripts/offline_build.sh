@@ -4,7 +4,7 @@
 #
 #   offline_build.sh setup                       install Debian tools, extract android.jar and dx
 #   offline_build.sh test [GOLDEN_DIR] [CLASS..] compile core and run its JUnit 4 tests (golden files optional)
-#   offline_build.sh apk ASSETS_DIR              compile core + app against android.jar and LiteRT stubs,
+#   offline_build.sh apk ASSETS_DIR              compile core + app against android.jar, LiteRT and ExecuTorch stubs,
 #                                                assemble, align, sign and verify a smoke APK
 #
 # Environment: XFORMER_ANDROID_BUILD (output dir, default android_demo/build/offline),
@@ -84,11 +84,12 @@ build_apk() {
     # Models stay stored so the app can memory-map them. Debian's aapt2 2.19 deflates real models with
     # `-0 tflite` (a tiny stand-in stayed stored only because deflating did not pay); `-0 .tflite` works.
     aapt2 link -I "$ANDROID_JAR" --manifest "$out/AndroidManifest.xml" --min-sdk-version $MIN_SDK \
-        --target-sdk-version 23 -A "$assets" -0 .tflite --java "$out/gen" -o "$out/app.unaligned.apk" "$out/res.zip"
-    # The LiteRT stubs are on the classpath only: the smoke APK compiles and dexes against them but does not
-    # contain LiteRT, so it cannot run a model on a device.
+        --target-sdk-version 23 -A "$assets" -0 .tflite -0 .pte --java "$out/gen" -o "$out/app.unaligned.apk" \
+        "$out/res.zip"
+    # The LiteRT and ExecuTorch stubs are on the classpath only: the smoke APK compiles and dexes against them but
+    # contains neither runtime, so it cannot run a model on a device.
     "${JAVAC[@]}" -source 8 -target 8 -bootclasspath "$ANDROID_JAR" -d "$out/stubs" \
-        $(java_sources "$DEMO/scripts/litert-stubs")
+        $(java_sources "$DEMO/scripts/litert-stubs" "$DEMO/scripts/executorch-stubs")
     "${JAVAC[@]}" -source 8 -target 8 -bootclasspath "$ANDROID_JAR" -cp "$out/stubs" -d "$out/classes" \
         $(java_sources "$DEMO/core/src/main" "$DEMO/app/src/main/java" "$out/gen")
     java -cp "$DX_JAR" com.android.dx.command.Main --dex --min-sdk-version=$MIN_SDK \

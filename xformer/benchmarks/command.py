@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         description="Benchmark models side by side. A model name or checkpoint is exported on the fly to each "
                     "format (cached); exported files run as they are. Median latency is the headline.")
     p.add_argument("sources", nargs="*", help="model names, checkpoints (.safetensors/.pt) or exported files "
-                                               "(.onnx/.tflite/.mlpackage)")
+                                               "(.onnx/.tflite/.pte/.mlpackage)")
     p.add_argument("--peers", action="store_true", default=None, help=f"also benchmark {', '.join(PEERS)}")
     p.add_argument("--formats", type=_list(), help=f"comma list of {', '.join(FORMATS)} "
                                                     "(default torch,onnx,tflite; tflite on benchmark_model targets)")

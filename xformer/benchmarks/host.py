@@ -1,5 +1,5 @@
-"""The host CPU target: each artifact runs in its own runtime (PyTorch, onnxruntime, LiteRT, CoreML), one session
-reused across runs, in this process.
+"""The host CPU target: each artifact runs in its own runtime (PyTorch, onnxruntime, LiteRT, ExecuTorch, CoreML),
+one session reused across runs, in this process.
 
 Per configuration (artifact x threads): load (init ms), first inference, warm-up, all under `PeakMemory`. Then
 the timed runs of every configuration of one model are interleaved in rounds, so a burst of load from a
@@ -42,7 +42,7 @@ def parity(reference: np.ndarray, output: np.ndarray) -> dict:
 
 # The library behind each format, imported before memory is measured (see memory.py).
 _RUNTIME_LIBRARIES = {"onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter", "coreml": "coremltools",
-                      "torch-compile": "torch._dynamo"}
+                      "pte": "executorch.runtime", "torch-compile": "torch._dynamo"}
 
 
 def _import_library(fmt: str) -> None:

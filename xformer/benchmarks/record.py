@@ -28,9 +28,9 @@ class BenchResult:
 
     model: str  # architecture, e.g. xformer_s
     source: str  # what was benchmarked: model name, checkpoint or file as given
-    format: str  # torch, torch-compile, onnx, tflite, coreml
+    format: str  # torch, torch-compile, onnx, tflite, pte, coreml
     precision: str  # fp32, fp16, int8, ...
-    runtime: str  # torch, onnxruntime, litert, coreml, benchmark_model
+    runtime: str  # torch, onnxruntime, litert, executorch, coreml, benchmark_model
     runtime_version: str
     target: str  # host, android:SERIAL, local-benchmark-model
     device: str  # CPU model or phone model
@@ -112,7 +112,7 @@ def host_environment() -> dict:
     """Where host numbers come from: CPU, cores, OS and the versions of everything that runs a model."""
     from .. import __version__
 
-    packages = ("torch", "numpy", "onnxruntime", "ai-edge-litert", "coremltools")
+    packages = ("torch", "numpy", "onnxruntime", "ai-edge-litert", "executorch", "coremltools")
     threading = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
                  if k in os.environ}
     return {"cpu": _cpu_model(), "logical_cores": os.cpu_count(),

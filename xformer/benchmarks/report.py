@@ -232,7 +232,8 @@ def markdown_ratios(results: list[BenchResult], xformer: str | None = None) -> s
 
 def _environment_line(results: list[BenchResult]) -> str:
     env = next((r.environment for r in results if r.environment), {})
-    keys = ("cpu", "model", "logical_cores", "os", "android", "python", "torch", "onnxruntime", "ai-edge-litert")
+    keys = ("cpu", "model", "logical_cores", "os", "android", "python", "torch", "onnxruntime", "ai-edge-litert",
+            "executorch")
     return ", ".join(f"{k}: {env[k]}" for k in keys if env.get(k))
 
 

@@ -26,7 +26,7 @@ __all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_d
 
 # Benchmarkable formats and the file suffix each is exported to (None: runs the PyTorch model in memory).
 FORMATS: dict[str, str | None] = {"torch": None, "torch-compile": None, "onnx": ".onnx", "tflite": ".tflite",
-                                  "coreml": ".mlpackage"}
+                                  "coreml": ".mlpackage", "pte": ".pte"}
 EXPORTED_SUFFIXES = {suffix: name for name, suffix in FORMATS.items() if suffix}
 # The models every XFormer number is compared with: MHSA hybrid, pure CNN, plain ViT.
 PEERS = ("mobilevit_s", "mobilenetv2_100", "deit_tiny")
@@ -157,6 +157,14 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
         model, _ = load_model(source, model_name)
     arch = model.model_config.arch
     artifacts = []
+    # A precision another requested format has (int8 with onnx,tflite) skips the formats without it; one that no
+    # format has is left to fail its rows, with the exporter's reason.
+    exported = [get_format(f) for f in formats if FORMATS[f]]
+    known = {p for f in exported for p in f.precisions}
+    skipped = {f.name: [p for p in precisions if p in known and p not in f.precisions] for f in exported}
+    for fmt, missing in skipped.items():
+        if missing:
+            log(f"{fmt} has no {', '.join(missing)} files; those rows are skipped")
     for spec in sizes:
         size = _size_of(spec, model)
         params, macs = complexity(model, size)
@@ -164,11 +172,8 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
         to_export = []
         for fmt in formats:
             suffix = FORMATS[fmt]
-            offered = ["fp32"] if suffix is None else [p for p in precisions if p in get_format(fmt).precisions]
-            skipped = [p for p in precisions if p not in offered and suffix is not None]
-            if skipped:
-                log(f"{fmt} does not offer {', '.join(skipped)}: no {fmt} row for it")
-            for precision in offered:
+            kept = [p for p in precisions if p not in skipped[fmt]] if suffix else ["fp32"]
+            for precision in kept:
                 artifact = Artifact(model=arch, source=source, format=fmt, precision=precision, input_size=size,
                                     reference=model, params=params, macs=macs)
                 if suffix is None:

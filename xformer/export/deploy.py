@@ -18,6 +18,10 @@ CoreML fold into their matmul kernels). `target="coreml"` is the generic form wi
 `centred * rsqrt(var + eps)`: coremltools fuses exactly that pattern into one `layer_norm` op on the channel
 axis (7 MIL ops become 1, and the Neural Engine computes the variance internally instead of squaring fp16
 activations, which overflow above 256), and with an XFA normalisation floor that fp16 can represent.
+`target="pte"` is the generic form written in ops ExecuTorch's XNNPACK partitioner takes, so the whole graph
+runs in one delegate: channel means as 1x1 convolutions (XNNPACK averages over H and W only), the L2 norm's
+sum over tokens as such an average, matmuls as 3-D bmm (4-D matmul brings expand ops), slices instead of
+split, and the 2x2 unfold as reshapes and permutes instead of stride-2 slices.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ..models.blocks import ConvNormAct, InvertedResidual, TransformerLayer, XFo
 
 __all__ = ["DeployXFA", "deploy_model", "fold_batchnorm", "has_deploy_form"]
 
-TARGETS = ("generic", "tflite", "coreml")
+TARGETS = ("generic", "tflite", "coreml", "pte")
 FP16_TINY = 2.0**-14  # smallest normal fp16 number
 
 
@@ -99,16 +103,25 @@ class ChannelLayerNorm(nn.Module):
 
     For CoreML it multiplies by rsqrt, the pattern coremltools fuses into one `layer_norm(axes=[1])`; elsewhere
     it divides by sqrt (ONNX has no Rsqrt, so rsqrt would cost an extra Reciprocal node).
+
+    For ExecuTorch ("pte") the channel means are 1x1 convolutions with weights 1/C, which XNNPACK runs;
+    its mean op averages over H and W only.
     """
 
-    def __init__(self, eps: float, target: str = "generic"):
+    def __init__(self, eps: float, target: str = "generic", channels: int | None = None):
         super().__init__()
         self.eps = eps
         self.rsqrt = target == "coreml"
+        self.conv_mean = target == "pte"
+        if self.conv_mean:
+            self.register_buffer("mean_weight", torch.full((1, channels, 1, 1), 1.0 / channels))
+
+    def _mean(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.mean_weight) if self.conv_mean else x.mean(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = x - x.mean(dim=1, keepdim=True)
-        variance = (centred * centred).mean(dim=1, keepdim=True) + self.eps
+        centred = x - self._mean(x)
+        variance = self._mean(centred * centred) + self.eps
         return centred * torch.rsqrt(variance) if self.rsqrt else centred / torch.sqrt(variance)
 
 
@@ -118,7 +131,19 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, target: str, adj_a: bool = False, 
     if target == "tflite" and (adj_a or adj_b):
         require("litert_torch.backend.experimental.torch_tfl._ops", "the TFLite deploy form", "tflite")  # torch.ops.tfl
         return torch.ops.tfl.batch_matmul(a, b, adj_a, adj_b)
-    return (a.transpose(-2, -1) if adj_a else a) @ (b.transpose(-2, -1) if adj_b else b)
+    a, b = (a.transpose(-2, -1) if adj_a else a), (b.transpose(-2, -1) if adj_b else b)
+    if target == "pte" and a.dim() > 3:  # a 4-D matmul decomposes with expand ops XNNPACK does not take
+        out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+        return out.reshape(*a.shape[:-1], b.shape[-1])
+    return a @ b
+
+
+def _split_heads(x: torch.Tensor, sizes: list[int], target: str) -> tuple[torch.Tensor, ...]:
+    """x.split(sizes, dim=1); for "pte" as slices, which XNNPACK runs (it has no split)."""
+    if target != "pte":
+        return x.split(sizes, dim=1)
+    starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    return tuple(x[:, a:b] for a, b in zip(starts, starts[1:]))
 
 
 class _DeployAttention(nn.Module):
@@ -172,7 +197,12 @@ class DeployXFA(_DeployAttention):
             self.register_buffer("norm_scale", divisor.reshape(1, -1, 1, 1))
 
     def _normalise(self, qk: torch.Tensor, token_axis: int) -> torch.Tensor:
-        sumsq = (qk * qk).sum(dim=token_axis, keepdim=True)
+        if self.target == "pte":  # XNNPACK has no sum: the mean over tokens, as a 4-D mean over H and W, times T
+            g, groups, c, tokens = qk.shape
+            sumsq = (qk * qk).reshape(g, groups * c, tokens, 1).mean(dim=(2, 3), keepdim=True) * float(tokens)
+            sumsq = sumsq.reshape(g, groups, c, 1)
+        else:
+            sumsq = (qk * qk).sum(dim=token_axis, keepdim=True)
         if self.target == "coreml":
             norm = torch.clamp_min(torch.sqrt(sumsq), FP16_TINY)
         else:
@@ -181,11 +211,11 @@ class DeployXFA(_DeployAttention):
 
     def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
         heads = self.num_heads
-        qk, v = qkv.split([2 * heads, heads], dim=1)  # (b, heads, c, tokens) each head
-        q, k = self._normalise(qk, -1).split([heads, heads], dim=1)
+        qk, v = _split_heads(qkv, [2 * heads, heads], self.target)  # (b, heads, c, tokens) each head
+        q, k = _split_heads(self._normalise(qk, -1), [heads, heads], self.target)
         if self.linear:
-            return _matmul(v, k, self.target, adj_b=True) @ q  # (v k^T) q: k^T v in token-major notation
-        return _matmul(q, k, self.target, adj_b=True).softmax(dim=-1) @ v
+            return _matmul(_matmul(v, k, self.target, adj_b=True), q, self.target)  # (v k^T) q: k^T v token-major
+        return _matmul(_matmul(q, k, self.target, adj_b=True).softmax(dim=-1), v, self.target)
 
     def _attend_tokens_last(self, qkv: torch.Tensor) -> torch.Tensor:
         d = qkv.shape[-1] // 3
@@ -214,7 +244,7 @@ class DeployMHSA(_DeployAttention):
         super().__init__(weight, bias, attn, norm, target)
 
     def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
-        q, k, v = qkv.split([self.num_heads] * 3, dim=1)  # (b, heads, c, tokens)
+        q, k, v = _split_heads(qkv, [self.num_heads] * 3, self.target)  # (b, heads, c, tokens)
         attn = _matmul(q, k, self.target, adj_a=True).softmax(dim=-1)  # (tokens x tokens)
         return _matmul(v, attn, self.target, adj_b=True)
 
@@ -230,9 +260,10 @@ class DeployTransformerLayer(nn.Module):
     def __init__(self, layer: TransformerLayer, target: str):
         super().__init__()
         attn_cls = DeployMHSA if isinstance(layer.attn, MultiHeadSelfAttention) else DeployXFA
-        self.norm1 = ChannelLayerNorm(layer.norm1.eps, target)
+        dim = layer.norm1.normalized_shape[0]
+        self.norm1 = ChannelLayerNorm(layer.norm1.eps, target, dim)
         self.attn = attn_cls(layer.attn, layer.norm1, target)
-        self.norm2 = ChannelLayerNorm(layer.norm2.eps, target)
+        self.norm2 = ChannelLayerNorm(layer.norm2.eps, target, dim)
         fc1, act, _, fc2, _ = layer.ffn
         self.fc1 = _linear_as_conv(fc1.weight, fc1.bias, layer.norm2)
         self.act = copy.deepcopy(act)
@@ -243,8 +274,16 @@ class DeployTransformerLayer(nn.Module):
         return x + self.fc2(self.act(self.fc1(self.norm2(x))))
 
 
-def unfold_groups(x: torch.Tensor) -> torch.Tensor:
-    """(B, d, H, W) -> (4B, d, H/2, W/2): group p = (i, j) holds pixel (i, j) of every 2x2 patch, groups outermost."""
+def unfold_groups(x: torch.Tensor, target: str = "generic") -> torch.Tensor:
+    """(B, d, H, W) -> (4B, d, H/2, W/2): group p = (i, j) holds pixel (i, j) of every 2x2 patch, groups outermost.
+
+    For "pte" the same order comes from rank-5 reshapes and permutes (columns, then rows): XNNPACK slices with
+    stride 1 only.
+    """
+    if target == "pte":
+        b, d, h, w = x.shape
+        x = x.reshape(b, d, h, w // 2, 2).permute(4, 0, 1, 2, 3).reshape(2 * b, d, h, w // 2)  # j outer
+        return x.reshape(2 * b, d, h // 2, 2, w // 2).permute(3, 0, 1, 2, 4).reshape(4 * b, d, h // 2, w // 2)
     return torch.cat([x[:, :, i::2, j::2] for i in (0, 1) for j in (0, 1)], dim=0)
 
 
@@ -278,7 +317,7 @@ class DeployXFormerBlock(nn.Module):
             raise ValueError(f"the deploy form supports 2x2 patches, got {block.patch_size}")
         self.local = nn.Sequential(ConvAct(block.local[0]), ConvAct(block.local[1]))
         self.transformer = nn.Sequential(*[DeployTransformerLayer(layer, target) for layer in block.transformer])
-        self.norm = ChannelLayerNorm(block.norm.eps, target)
+        self.norm = ChannelLayerNorm(block.norm.eps, target, block.norm.normalized_shape[0])
         # The transformer's final LayerNorm affine folds into the 1x1 projection (which also absorbs its BN).
         proj_conv = fold_batchnorm(block.proj[0], block.proj[1])
         folded = _linear_as_conv(proj_conv.weight.reshape(proj_conv.out_channels, -1), proj_conv.bias, block.norm)
@@ -293,7 +332,7 @@ class DeployXFormerBlock(nn.Module):
         resized = (ph, pw) != (h, w)  # static: depends on the traced input size only
         if resized:
             y = F.interpolate(y, size=(ph, pw), mode="bilinear", align_corners=False)
-        y = fold_groups(self.norm(self.transformer(unfold_groups(y))), self.target)
+        y = fold_groups(self.norm(self.transformer(unfold_groups(y, self.target))), self.target)
         if resized:
             y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
         return self.fusion(torch.cat([x, self.proj_act(self.proj(y))], dim=1))

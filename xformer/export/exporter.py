@@ -154,6 +154,8 @@ def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool 
         from .calibration import image_files
 
         image_files(Path(options["calib"]))
+    if options.get("pte_backend") == "coreml" and ("pte", "int8") in planned:
+        raise OptionError("the Core ML backend of .pte files lowers fp32 only; drop int8 or use --pte-backend xnnpack")
     if channels_last_io and options.get("coreml_input", "image") == "image" and any(n == "coreml" for n, _ in planned):
         raise OptionError("CoreML image inputs take pixel buffers, whose layout CoreML handles; --nhwc applies to "
                           "tensor inputs only: add --coreml-input tensor or drop --nhwc")
@@ -261,8 +263,8 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
     except XFormerError as err:
         record.parity = {"passed": None, "not_run": str(err)}
         console.print(f"  parity not run: {err}")
-        # CoreML cannot predict off macOS; its exporter evaluated the saved MIL program instead, which then
-        # stands for the parity here (and fails the record when it fails).
+        # CoreML cannot predict off macOS; its exporters (.mlpackage, and .pte lowered to Core ML) evaluated the
+        # saved MIL program instead, which then stands for the parity here (and fails the record when it fails).
         mil = record.details.get("mil_parity")
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
@@ -357,6 +359,13 @@ def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> 
                       f"{'' if in_attention is None else f' ({in_attention} in attention layers)'}, "
                       f"GPU-incompatible ops: {gpu['incompatible']} {gpu['incompatible_ops'] or ''}",
                       highlight=False, soft_wrap=True)
+    for r in records:
+        delegation = r.details.get("delegation")
+        if r.ok and delegation is not None:  # ExecuTorch: every op outside a delegate runs on reference kernels
+            portable = ", ".join(f"{op} x{n}" for op, n in delegation["portable_ops"].items()) or "none"
+            backends = ", ".join(f"{n} {name}" for name, n in delegation["backends"].items()) or "no delegate"
+            out.print(f"  {r.path.name}: {backends} partition(s), {delegation['delegated_ops']} ops delegated "
+                      f"({delegation['coverage']:.0%}); on portable kernels: {portable}")
     for r in records:
         if r.ok:
             out.print(f"  use: xformer predict {r.path} image.jpg; xformer bench {r.path}", highlight=False,

@@ -62,6 +62,12 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         description="CoreML ML program (iOS 16+) with image input and classifier outputs; checked on Linux by "
                     "evaluating its MIL program, predicts on macOS",
         directory=True),
+    ExportFormat(
+        name="pte", suffix=".pte", precisions=("fp32", "int8"), default_precisions=("fp32",), extra="executorch",
+        modules=("executorch", "torchao"), options=("pte_backend", "calib", "channels_last_io"),
+        exporter="pte_export:export_pte", channels_last_default=True,
+        description="ExecuTorch program lowered to XNNPACK (fp32, PT2E int8) or Core ML, runs in the ExecuTorch "
+                    "runtime"),
 )}
 
 

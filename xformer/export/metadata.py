@@ -8,7 +8,9 @@ Each format stores the same document under the name `xformer_metadata`:
 - TFLite: a zip archive appended to the flatbuffer (as TFLite's own metadata packing does; interpreters
   ignore trailing bytes) holding `xformer_metadata.json` and `labels.txt`, readable with any zip library,
   including java.util.zip in the Android app;
-- CoreML: `user_defined_metadata["xformer_metadata"]`.
+- CoreML: `user_defined_metadata["xformer_metadata"]`;
+- ExecuTorch (.pte): the same zip as TFLite, appended to the program (the runtime reads the program and its
+  segments at offsets from the file's header, so the trailing archive is never read; see pte_export.py).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from .. import __version__
 from ..checkpoint import weights_sha256
 from ..errors import ModelFileError, require
 
-__all__ = ["METADATA_KEY", "METADATA_FORMAT", "build_metadata", "read_metadata", "read_tflite_metadata",
-           "write_tflite_metadata"]
+__all__ = ["METADATA_KEY", "METADATA_FORMAT", "build_metadata", "read_metadata", "read_pte_metadata",
+           "read_tflite_metadata", "write_tflite_metadata"]
 
 METADATA_KEY = "xformer_metadata"
 METADATA_FORMAT = "xformer-metadata/1"
@@ -75,14 +77,19 @@ def write_tflite_metadata(flatbuffer: bytes, metadata: dict) -> bytes:
     return out.getvalue()
 
 
-def read_tflite_metadata(path: str | Path) -> dict:
+def read_tflite_metadata(path: str | Path, format: str = "tflite") -> dict:
+    """The document in the zip appended to a .tflite (or, with format="pte", a .pte) file."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
             return json.loads(archive.read(TFLITE_METADATA_ENTRY))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path.name} carries no xformer metadata (labels, preprocessing); export it with "
-                             "`xformer export ... --formats tflite`") from err
+                             f"`xformer export ... --formats {format}`") from err
+
+
+def read_pte_metadata(path: str | Path) -> dict:
+    return read_tflite_metadata(path, format="pte")
 
 
 def _read_onnx_metadata(path: Path) -> dict:
@@ -114,7 +121,9 @@ def read_metadata(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"file not found: {path}")
-    readers = {".onnx": _read_onnx_metadata, ".tflite": read_tflite_metadata, ".mlpackage": _read_coreml_metadata}
+    readers = {".onnx": _read_onnx_metadata, ".tflite": read_tflite_metadata, ".mlpackage": _read_coreml_metadata,
+               ".pte": read_pte_metadata}
     if path.suffix not in readers:
-        raise ModelFileError(f"no metadata reader for {path.suffix!r} files: expected .onnx, .tflite or .mlpackage")
+        raise ModelFileError(f"no metadata reader for {path.suffix!r} files: expected .onnx, .tflite, .mlpackage "
+                             "or .pte")
     return readers[path.suffix](path)

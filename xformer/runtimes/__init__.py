@@ -29,9 +29,13 @@ def load(source: str | Path, threads: int | None = None, **options) -> Runtime:
         from .litert_runtime import LiteRTRuntime
 
         return LiteRTRuntime(source, threads=threads, **options)
+    if suffix == ".pte":
+        from .executorch_runtime import ExecuTorchRuntime
+
+        return ExecuTorchRuntime(source, threads=threads, **options)
     if suffix == ".mlpackage":
         from .coreml_runtime import CoreMLRuntime
 
         return CoreMLRuntime(source, **options)
-    raise ModelFileError(f"no runtime for {Path(source).name}: expected .onnx, .tflite, .mlpackage, "
+    raise ModelFileError(f"no runtime for {Path(source).name}: expected .onnx, .tflite, .pte, .mlpackage, "
                          ".safetensors, .pt/.pth or a model name")

@@ -28,15 +28,16 @@ import android.widget.TextView;
 import org.xformer.demo.core.BenchmarkResult;
 import org.xformer.demo.core.Classification;
 import org.xformer.demo.core.Classifier;
+import org.xformer.demo.core.InferenceEngine;
 import org.xformer.demo.core.LatencyStats;
 import org.xformer.demo.core.ModelMetadata;
 import org.xformer.demo.core.ModelMetadataException;
 import org.xformer.demo.core.Prediction;
 
 /**
- * The demo screen: pick a model from assets, a delegate and a thread count; classify a gallery image or a
- * camera photo; benchmark inference. All model work runs on one worker thread (LiteRT delegates need a
- * single thread); the UI thread only posts tasks and shows results.
+ * The demo screen: pick a model from assets (.tflite runs in LiteRT, .pte in ExecuTorch), a delegate and a
+ * thread count; classify a gallery image or a camera photo; benchmark inference. All model work runs on one
+ * worker thread (LiteRT delegates need a single thread); the UI thread only posts tasks and shows results.
  */
 public final class MainActivity extends Activity {
     private static final int PICK_IMAGE = 1;
@@ -285,8 +286,20 @@ public final class MainActivity extends Activity {
         closeClassifier();
         MappedByteBuffer buffer = ModelAssets.map(getAssets(), model);
         ModelMetadata metadata = ModelMetadata.read(buffer, model);
+        boolean executorch = ModelMetadata.Kind.of(buffer, model) == ModelMetadata.Kind.EXECUTORCH;
+        File program = executorch ? ModelAssets.file(this, model) : null;
         long start = System.nanoTime();
-        LiteRtEngine engine = LiteRtEngine.create(buffer, accelerator, threads);
+        InferenceEngine engine;
+        String note;
+        if (executorch) {
+            ExecuTorchEngine pte = new ExecuTorchEngine(program, metadata.input, accelerator, threads);
+            engine = pte;
+            note = pte.fallbackNote;
+        } else {
+            LiteRtEngine lite = LiteRtEngine.create(buffer, accelerator, threads);
+            engine = lite;
+            note = lite.fallbackNote;
+        }
         double initMs = (System.nanoTime() - start) / 1e6;
         try {
             classifier = new Classifier(metadata, engine);
@@ -300,7 +313,6 @@ public final class MainActivity extends Activity {
                 + " classes\ninput " + engine.input() + ", output " + engine.output() + "\npreprocessing (from the "
                 + "model's metadata): " + metadata.preprocess + "\n" + engine.description()
                 + String.format(Locale.US, "\ninit %.1f ms, first inference %.1f ms", initMs, firstMs);
-        final String note = engine.fallbackNote;
         runOnUiThread(new Runnable() {
             @Override
             public void run() {

@@ -4,8 +4,8 @@ import java.io.Closeable;
 import java.nio.ByteBuffer;
 
 /**
- * Runs the model on one input buffer. The app implements it with the LiteRT interpreter; tests use small
- * Java fakes, so everything around inference is checked on the JVM.
+ * Runs the model on one input buffer. The app implements it with the LiteRT interpreter (.tflite) and the
+ * ExecuTorch runtime (.pte); tests use small Java fakes, so everything around inference is checked on the JVM.
  */
 public interface InferenceEngine extends Closeable {
     TensorInfo input();

@@ -14,7 +14,8 @@ import java.util.Map;
 
 /**
  * What the app needs from the model's own metadata (written by {@code xformer export}): labels and the
- * preprocessing contract. The document is the JSON entry of the zip appended to the .tflite flatbuffer.
+ * preprocessing contract. The document is the JSON entry of the zip appended to the model file: a .tflite
+ * flatbuffer or a .pte ExecuTorch program (both runtimes ignore the trailing bytes).
  */
 public final class ModelMetadata {
     public static final String FORMAT = "xformer-metadata/1";
@@ -43,17 +44,42 @@ public final class ModelMetadata {
         this.output = output;
     }
 
+    /** Which runtime a model file is for, from its flatbuffer file identifier (bytes 4-7). */
+    public enum Kind {
+        TFLITE("tflite"), EXECUTORCH("pte");
+
+        /** The `xformer export --formats` name that writes this kind of file. */
+        public final String format;
+
+        Kind(String format) {
+            this.format = format;
+        }
+
+        /** TFLITE for "TFL3", EXECUTORCH for "ET" and two digits (the program format version). */
+        public static Kind of(ByteBuffer model, String modelName) throws ModelMetadataException {
+            if (model.limit() >= 8) {
+                if (model.get(4) == 'T' && model.get(5) == 'F' && model.get(6) == 'L' && model.get(7) == '3') {
+                    return TFLITE;
+                }
+                if (model.get(4) == 'E' && model.get(5) == 'T' && Character.isDigit(model.get(6))
+                        && Character.isDigit(model.get(7))) {
+                    return EXECUTORCH;
+                }
+            }
+            throw new ModelMetadataException(modelName + " is not a TFLite model (no TFL3 identifier) or an "
+                    + "ExecuTorch program (no ET identifier)");
+        }
+    }
+
     /** Reads the metadata of the model in {@code model} (the whole file, e.g. memory-mapped). */
     public static ModelMetadata read(ByteBuffer model, String modelName) throws ModelMetadataException {
-        if (model.limit() < 8 || model.get(4) != 'T' || model.get(5) != 'F' || model.get(6) != 'L'
-                || model.get(7) != '3') {
-            throw new ModelMetadataException(modelName + " is not a TFLite model (no TFL3 identifier)");
-        }
+        Kind kind = Kind.of(model, modelName);
         TrailingZip zip = TrailingZip.find(model);
         byte[] json = zip == null ? null : zip.read(ENTRY);
         if (json == null) {
             throw new ModelMetadataException(modelName + " carries no xformer metadata (labels, preprocessing): "
-                    + "export it with `xformer export MODEL --formats tflite`, then run `xformer android` on the file");
+                    + "export it with `xformer export MODEL --formats " + kind.format + "`, then run `xformer android` "
+                    + "on the file");
         }
         return fromJson(new String(json, UTF8), modelName);
     }

@@ -7,7 +7,7 @@ import java.util.zip.DataFormatException;
 import java.util.zip.Inflater;
 
 /**
- * Reads entries of the zip archive appended to a .tflite flatbuffer, straight from a (memory-mapped)
+ * Reads entries of the zip archive appended to a .tflite or .pte file, straight from a (memory-mapped)
  * buffer: the app maps the model once for the interpreter and reads the metadata from the same bytes.
  *
  * <p>Offsets inside the archive may be absolute (as the Python exporter writes them) or relative to the

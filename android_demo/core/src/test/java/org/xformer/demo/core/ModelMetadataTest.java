@@ -93,6 +93,17 @@ public class ModelMetadataTest {
     }
 
     @Test
+    public void readsTheSameMetadataFromAnExecuTorchProgram() throws Exception {
+        byte[] program = {0x3c, 0, 0, 0, 'E', 'T', '1', '2', 'e', 'h', '0', '0'};
+        ByteBuffer pte = model(program, ModelMetadata.ENTRY, metadata("[\"cat\", \"dog\", \"fish\"]", PREPROCESS));
+        assertEquals(ModelMetadata.Kind.EXECUTORCH, ModelMetadata.Kind.of(pte, "m.pte"));
+        assertEquals(Arrays.asList("cat", "dog", "fish"), ModelMetadata.read(pte, "m.pte").labels);
+        String bare = failure(ByteBuffer.wrap(program));
+        assertTrue(bare, bare.contains("carries no xformer metadata") && bare.contains("--formats pte"));
+        assertEquals(ModelMetadata.Kind.TFLITE, ModelMetadata.Kind.of(ByteBuffer.wrap(FLATBUFFER), "m.tflite"));
+    }
+
+    @Test
     public void rejectsATfliteWithoutOurMetadata() throws Exception {
         String bare = failure(ByteBuffer.wrap(FLATBUFFER));
         assertTrue(bare, bare.contains("carries no xformer metadata") && bare.contains("xformer export"));
