@@ -138,6 +138,13 @@ def test_cli_exports_a_build_function_from_a_file(tmp_path, capsys):
     assert entry["arch"] == "small_cnn" and entry["parity"]["passed"]
     assert read_metadata(out / "small_cnn_fp32.onnx")["labels"] == LABELS
     assert "small_cnn_fp32.onnx" in capsys.readouterr().out
+    onnx_file = str(out / "small_cnn_fp32.onnx")
+    assert main(["validate", onnx_file, "--ckpt", f"{source}:build"]) == 0
+    assert main(["validate", onnx_file]) == 2
+    assert "a module of your own (small_cnn): pass the FILE.py:FUNCTION" in capsys.readouterr().err
+    assert main(["predict", onnx_file, "--samples", "-k", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert any(label in printed for label in LABELS), printed
     bench_out = tmp_path / "bench"
     assert main(["bench", f"{source}:build", "--imgsz", "32", "--formats", "torch,onnx", "--runs", "3",
                  "--warmup", "1", "--rounds", "1", "--cache-dir", str(tmp_path / "cache"), "--out",

@@ -19,15 +19,22 @@ OURS = re.compile(r"^(?:note: |warning: |(?:onnx|tflite) fp32: \S+, [\d.]+ MB, [
                   r"|\s*xformer_xxs_fp32\.(?:onnx|tflite)\s+[\d.]+\s+[\d.]+\s.*ok\s*$|\s*$)")
 
 
-@pytest.fixture(scope="module")
-def export_output(tmp_path_factory) -> subprocess.CompletedProcess:
-    out = tmp_path_factory.mktemp("hygiene")
+def _xformer(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "80"}
     for name in logs.QUIET_ENV:  # the CLI must quiet the libraries itself, not rely on the caller's shell
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "xformer", "export", "xformer_xxs", "--formats", "onnx,tflite",
-                           "--imgsz", "64", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=900)
+    return subprocess.run([sys.executable, "-m", "xformer", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hygiene")
+
+
+@pytest.fixture(scope="module")
+def export_output(export_dir) -> subprocess.CompletedProcess:
+    return _xformer("export", "xformer_xxs", "--formats", "onnx,tflite", "--imgsz", "64", "--out", str(export_dir))
 
 
 def test_export_prints_no_third_party_line(export_output):
@@ -42,6 +49,14 @@ def test_summary_fits_80_columns(export_output):
     table = [line for line in export_output.stdout.splitlines() if not line.startswith("  ")]  # notes below it
     assert table and max(len(line) for line in table) <= 80
     assert any(line.strip().startswith("xformer_xxs_fp32.onnx") for line in table)
+
+
+def test_predict_with_litert_prints_no_third_party_line(export_output, export_dir):
+    result = _xformer("predict", str(export_dir / "xformer_xxs_fp32.tflite"), "--samples", "-k", "1")
+    assert result.returncode == 0, result.stderr
+    assert "INFO:" not in result.stderr and "XNNPACK" not in result.stderr, result.stderr
+    assert all(line.startswith("note:") for line in result.stderr.splitlines() if line.strip()), result.stderr
+    assert result.stdout.count("xformer_xxs_fp32.tflite") == 8  # one table per sample photo
 
 
 def test_quiet_native_drops_known_noise_and_keeps_ours(capfd):

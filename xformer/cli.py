@@ -349,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="parity of an exported file against the PyTorch reference")
     p.add_argument("file", help="exported .onnx/.tflite/.mlpackage")
-    p.add_argument("--ckpt", help="checkpoint it was exported from (default: the model named in its metadata, "
-                                  "seeded weights; the weights' sha256 must match)")
+    p.add_argument("--ckpt", help="checkpoint it was exported from, or FILE.py:FUNCTION for a model of your own "
+                                  "(default: the model named in its metadata, seeded weights; the weights' sha256 "
+                                  "must match)")
     p.add_argument("--model", help="architecture of a plain state_dict given with --ckpt")
     p.add_argument("--per-layer", action="store_true",
                    help="TFLite: error of every layer's output against fp32 PyTorch, to find where a quantised "

@@ -56,7 +56,9 @@ def verbose() -> bool:
 
 
 def is_noise(line: str) -> bool:
-    return bool(NATIVE_NOISE.match(line))
+    """A known third-party line, or a terminal control sequence (a progress display's redraw caught in the
+    capture; our own output inside a capture goes to a file and carries none)."""
+    return bool(NATIVE_NOISE.match(line)) or "\x1b[" in line
 
 
 def configure(verbose: bool = False) -> None:

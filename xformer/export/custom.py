@@ -77,7 +77,7 @@ def is_build_function(source: object) -> bool:
 
 
 def load_build_function(source: str) -> nn.Module:
-    """The module returned by `build_fn()` in `path/to/file.py:build_fn`."""
+    """The module returned by `build_fn()` in `path/to/file.py:build_fn`, in eval mode."""
     match = _BUILD_FUNCTION.match(source)
     if match is None:
         raise OptionError(f"{source!r} is not FILE.py:FUNCTION")
@@ -102,4 +102,4 @@ def load_build_function(source: str) -> nn.Module:
         raise OptionError(f"{source} raised {type(err).__name__}: {err}") from err
     if not isinstance(model, nn.Module):
         raise OptionError(f"{source} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+    return model.eval()

@@ -11,8 +11,9 @@ from torch import nn
 
 from ..checkpoint import load_model, weights_sha256
 from ..errors import ModelFileError
-from ..models.registry import create_model
+from ..models.registry import create_model, list_models
 from ..runtimes import load
+from .custom import is_build_function, load_build_function
 from .parity import ParityReport, check_parity
 from .tflite_layers import PerLayerReport, per_layer_report
 
@@ -22,9 +23,15 @@ PER_LAYER_IMAGES = 32
 
 
 def _reference(path: str | Path, meta: dict, checkpoint: str | Path | None, model_name: str | None) -> nn.Module:
-    """`checkpoint`, or the seeded model the file's metadata names; its weights must be the file's."""
-    if checkpoint is not None:
+    """`checkpoint` (or FILE.py:FUNCTION for a module of your own), or the seeded model the file's metadata
+    names; its weights must be the file's."""
+    if is_build_function(checkpoint):
+        reference = load_build_function(checkpoint)
+    elif checkpoint is not None:
         reference, _ = load_model(checkpoint, model_name)
+    elif meta["arch"] not in list_models():
+        raise ModelFileError(f"{Path(path).name} was exported from a module of your own ({meta['arch']}): pass the "
+                             "FILE.py:FUNCTION that builds it with --ckpt")
     else:
         reference = create_model(meta["arch"], num_classes=meta["num_classes"], **meta.get("options", {}))
     if weights_sha256(reference) != meta.get("weights_sha256"):

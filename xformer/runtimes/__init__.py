@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelFileError
+from ..logs import quiet_native
 from .base import Prediction, Runtime, TensorInfo, top_k
 
 __all__ = ["Prediction", "Runtime", "TensorInfo", "load", "top_k"]
@@ -13,7 +14,14 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
 def load(source: str | Path, threads: int | None = None, **options) -> Runtime:
-    """Pick the runtime by file suffix; a registered model name or a checkpoint loads the PyTorch reference."""
+    """Pick the runtime by file suffix; a registered model name or a checkpoint loads the PyTorch reference.
+    The runtime libraries' own log lines while loading (LiteRT's delegate notes, ...) are dropped unless
+    --verbose."""
+    with quiet_native():
+        return _runtime(source, threads, options)
+
+
+def _runtime(source: str | Path, threads: int | None, options: dict) -> Runtime:
     suffix = Path(str(source)).suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES or suffix == "":
         from .torch_runtime import TorchRuntime
