@@ -35,7 +35,7 @@ class Tolerance:
     floor_cosine: float | None = None  # mean cosine over all inputs, whatever the weights: below it, broken
 
 
-# Quantised gates, set from xformer_xxs trained on scikit-learn's digits (a digits checkpoint). Its files,
+# Quantised gates, set from xformer_xxs trained on scikit-learn's digits. Its files,
 # calibrated on the sample photos, measured a mean photo cosine of 0.998 (TFLite dynamic-int8), 0.99 (w8a16),
 # 0.875 (static int8, one dark photo at 0.44; 6 of 8 photos kept their top-1) and a worst cosine of 0.9996
 # (CoreML int8 weights) and 0.995 (palette6); every other file kept every photo's top-1. The gates leave room
