@@ -105,7 +105,7 @@ CASES = [
     ("file-foreign-onnx-validate", "validate {d}/foreign.onnx", 2, "carries no xformer metadata"),
     ("file-garbage-tflite", "predict {d}/garbage.tflite {d}/text.png", 2, "cannot be loaded by the LiteRT"),
     ("file-zip-tflite-android", "android {d}/zip.tflite --project {out}", 2, "not a TFLite flatbuffer"),
-    ("file-onnx-android", "android {d}/foreign.onnx --project {out}", 2, "is not a .tflite file"),
+    ("file-onnx-android", "android {d}/foreign.onnx --project {out}", 2, "is not a .tflite or .pte file"),
     ("file-empty-mlpackage", "info {d}/empty.mlpackage", 2, "not a readable .mlpackage"),
     ("file-h5-runtime", "predict {d}/weights.h5 {d}/text.png", 2, "no runtime for weights.h5"),
     ("file-missing-onnx", "info {d}/missing.onnx", 2, "file not found"),

@@ -55,7 +55,7 @@ def test_bad_checkpoint_exits_non_zero_with_one_line(tmp_path, capsys):
 
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "xformer", "--help"], capture_output=True, text=True, check=True)
-    assert "export the XFormer vision backbone" in result.stdout
+    assert "train the XFormer vision backbone, export it to ONNX" in result.stdout
 
 
 def test_import_xformer_stays_light():

@@ -160,10 +160,8 @@ def write_digits(root: str | Path, size: int = 32, val_fraction: float = 0.3, se
     """scikit-learn's 1,797 handwritten digits (8x8, bundled, no download) as an image folder at `root`:
     train/0..9 and val/0..9, PNGs upsampled to `size` pixels, split stratified with a fixed seed so every
     machine gets the same 1,257 / 540 images. Written to a temporary folder and renamed into place."""
-    require("sklearn", "the digits data set", "train")
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
+    load_digits = require("sklearn.datasets", "the digits data set", "train").load_digits
+    train_test_split = require("sklearn.model_selection", "the digits data set", "train").train_test_split
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root} exists and is not empty; pick a new folder or delete it")

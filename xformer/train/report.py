@@ -26,11 +26,8 @@ def write_metrics(history: list[dict], run_dir: Path) -> None:
 
 def write_curves(history: list[dict], path: Path) -> None:
     """Loss, top-1 and learning rate against epochs, one panel each."""
-    require("matplotlib", "the training-curve plot", "train")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    require("matplotlib", "the training-curve plot", "train").use("Agg")
+    plt = require("matplotlib.pyplot", "the training-curve plot", "train")
 
     epochs = [row["epoch"] for row in history]
     figure, (loss, top1, lr) = plt.subplots(1, 3, figsize=(12, 3.5))
