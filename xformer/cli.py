@@ -28,13 +28,13 @@ def _cmd_models(args: argparse.Namespace) -> None:
     from .models import create_model, get_model_entry, list_models
 
     table = Table(title="Registered models")
-    for column in ("name", "params (M)", "GMACs", "input", "attention", "description"):
+    for column in ("name", "task", "params (M)", "GMACs", "input", "attention", "description"):
         table.add_column(column, justify="right" if column in ("params (M)", "GMACs") else "left")
     for name in list_models():
         entry = get_model_entry(name)
         model = create_model(name)
         size = entry.preprocess.input_size
-        table.add_row(name, f"{count_params(model) / 1e6:.2f}", f"{count_macs(model, size) / 1e9:.2f}",
+        table.add_row(name, entry.task, f"{count_params(model) / 1e6:.2f}", f"{count_macs(model, size) / 1e9:.2f}",
                       f"{size[0]}x{size[1]}", entry.attention, entry.description)
     console.print(table)
 
