@@ -196,8 +196,10 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
             verdict = "[green]ok[/]" if mil["passed"] else f"[bold red]FAILED[/] ({'; '.join(mil['failures'])})"
+            agreement = f"top-1 {mil['top1_agreement']:.0%}" if mil.get("pixel_agreement") is None else \
+                f"argmax pixels {mil['pixel_agreement']:.4%}"
             console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
-                          f"top-1 {mil['top1_agreement']:.0%} {verdict}")
+                          f"{agreement} {verdict}")
         return cache
     if cache is None:
         spec = model.model_config.preprocess.with_input_size(input_size)
@@ -207,9 +209,10 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
     report = check_parity(runtime, model, record.precision, inputs=(batch, photos), expected=expected)
     record.parity = report.to_dict()
     verdict = "[green]ok[/]" if report.passed else f"[bold red]FAILED[/] ({'; '.join(report.failures)})"
-    console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, "
-                  f"top-1 {report.top1_agreement:.0%} ({report.photos} photos + {report.random_inputs} random) "
-                  f"{verdict}")
+    agreement = f"top-1 {report.top1_agreement:.0%}" if report.pixel_agreement is None else \
+        f"argmax pixels {report.pixel_agreement:.4%}"
+    console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, {agreement} "
+                  f"({report.photos} photos + {report.random_inputs} random) {verdict}")
     return cache
 
 
@@ -243,6 +246,7 @@ def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> 
         table.add_row(r.format, r.precision, r.path.name if r.path else "-", f"{r.size_mb:.2f}", f"{r.seconds:.1f}",
                       str(r.max_rank or "-"), f"{p['max_abs_err']:.1e}" if "max_abs_err" in p else "-",
                       f"{p['cosine']:.6f}" if "cosine" in p else "-",
+                      f"{p['pixel_agreement']:.3%} px" if p.get("pixel_agreement") is not None else
                       f"{p['top1_agreement']:.0%}" if "top1_agreement" in p else p.get("not_run", "-")[:30],
                       status if r.ok else f"failed: {r.error[:60]}")
     out.print(table)

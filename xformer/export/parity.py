@@ -2,6 +2,9 @@
 
 Tolerances per precision are defined here, once. fp32 must match closely; fp16 must keep the logits'
 direction; quantised files are reported (their agreement depends on trained weights and calibration).
+Segmenters (outputs of shape N x classes x H x W) are judged by the share of pixels whose argmax agrees with
+PyTorch's, over photos and random inputs, next to the same logit errors; their fp32 logit bound is looser,
+since hundreds of thousands of logits per image each carry the float rounding of a full-resolution graph.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Tolerance:
     max_abs_err: float | None = None
     min_cosine: float | None = None
     min_top1_agreement: float | None = None  # measured on the photos only
+    min_pixel_agreement: float | None = None  # segmenters: argmax agreement over every pixel of every input
 
 
 TOLERANCES: dict[str, Tolerance] = {
@@ -35,6 +39,10 @@ TOLERANCES: dict[str, Tolerance] = {
     "int8": Tolerance(),
     "w8a16": Tolerance(),
     "palette6": Tolerance(),
+}
+SEGMENTATION_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs_err=1e-3, min_cosine=0.9999, min_pixel_agreement=0.999),
+    "fp16": Tolerance(min_cosine=0.999, min_pixel_agreement=0.99),
 }
 
 
@@ -50,6 +58,7 @@ class ParityReport:
     tolerance: dict
     passed: bool
     failures: list[str]
+    pixel_agreement: float | None = None  # segmenters: argmax agreement over all pixels of all inputs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,7 +94,31 @@ def _runtime_logits(runtime: Runtime, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate([runtime.run(x[None]) for x in inputs]).astype(np.float32)
 
 
+def _compare_masks(reference: np.ndarray, candidate: np.ndarray, photos: int, precision: str) -> ParityReport:
+    """Segmentation logits (N, classes, H, W): argmax pixel agreement plus the logit errors."""
+    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    diff = np.abs(ref - cand)
+    flat_ref, flat_cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    cosine = (flat_ref * flat_cand).sum(1) / (np.linalg.norm(flat_ref, axis=1) * np.linalg.norm(flat_cand, axis=1)
+                                              + 1e-30)
+    agree = ref.argmax(1) == cand.argmax(1)
+    pixel = float(agree.mean())
+    on_photos = float(agree[:photos].mean()) if photos else float("nan")
+    tol = SEGMENTATION_TOLERANCES.get(precision, Tolerance())
+    failures = []
+    if tol.max_abs_err is not None and diff.max() > tol.max_abs_err:
+        failures.append(f"max abs err {diff.max():.2e} > {tol.max_abs_err:.0e}")
+    if tol.min_cosine is not None and cosine.min() < tol.min_cosine:
+        failures.append(f"cosine {cosine.min():.6f} < {tol.min_cosine}")
+    if tol.min_pixel_agreement is not None and pixel < tol.min_pixel_agreement:
+        failures.append(f"argmax pixel agreement {pixel:.4%} < {tol.min_pixel_agreement:.1%}")
+    return ParityReport(float(diff.max()), float(diff.mean()), float(cosine.min()), on_photos, float("nan"),
+                        photos, len(reference) - photos, asdict(tol), not failures, failures, pixel)
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, photos: int, precision: str) -> ParityReport:
+    if reference.ndim == 4:
+        return _compare_masks(reference, candidate.reshape(reference.shape), photos, precision)
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
     cosine = (ref * cand).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1) + 1e-30)
