@@ -127,3 +127,60 @@ def test_size_the_model_cannot_take_is_refused(scenes_root, tmp_path, capsys):
         train({**TRAINING, "imgsz": "64x100", "data": str(scenes_root), "out": str(tmp_path / "run")})
     assert main(["export", "xformer_xxs_seg", "--imgsz", "100x200", "--out", str(tmp_path / "export")]) == 2
     assert "not a multiple of 32" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="session")
+def seg_exports(scenes_run, tmp_path_factory) -> dict:
+    """The trained checkpoint exported once per format at Cityscapes' half resolution, 512x1024, fp32."""
+    from xformer import load_checkpoint
+    from xformer.export import export
+
+    records = export(load_checkpoint(scenes_run.best), formats=["onnx", "tflite", "coreml"], precisions=["fp32"],
+                     imgsz=(512, 1024), out_dir=tmp_path_factory.mktemp("seg-export"))
+    return {r.format: r for r in records}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "coreml"])
+def test_exports_pass_argmax_parity_at_512x1024(seg_exports, fmt):
+    record = seg_exports[fmt]
+    assert record.ok, record.error
+    parity = record.parity  # CoreML off macOS: the saved MIL program evaluated op by op
+    assert parity["passed"], parity["failures"]
+    assert parity["pixel_agreement"] >= 0.999 and parity["max_abs_err"] <= 1e-3
+    assert record.max_rank <= 4
+
+
+def test_tflite_has_no_transpose_inside_xfa(seg_exports):
+    details = seg_exports["tflite"].details
+    assert len(details["attention_layers"]) == 9  # 2 + 4 + 3 transformer layers
+    assert details["attention_transposes"] == 0
+
+
+def test_val_of_exported_file_agrees_with_pytorch(seg_exports, scenes_run, scenes_root):
+    result = validate(seg_exports["tflite"].path, scenes_root, ckpt=str(scenes_run.best))
+    assert result.format == "tflite" and result.images == 40
+    assert result.agreement >= 0.999 and result.max_logit_err <= 1e-3
+    assert 0.0 < result.miou <= 1.0
+
+
+def test_predict_returns_a_mask_and_saves_the_overlay(seg_exports, scenes_run, scenes_root, tmp_path, capsys):
+    from xformer import load_checkpoint
+    from xformer.runtimes import SegmentationMask, load
+    from xformer.runtimes.torch_runtime import TorchRuntime
+
+    photo = scenes_root / "val" / "images" / "0002.png"
+    onnx = load(seg_exports["onnx"].path)
+    result = onnx.predict(photo)
+    assert isinstance(result, SegmentationMask) and result.mask.shape == (64, 128)
+    reference = load_checkpoint(scenes_run.best)
+    reference.model_config.preprocess = reference.model_config.preprocess.with_input_size((512, 1024))
+    expected = TorchRuntime(reference).predict(photo)
+    assert (result.mask == expected.mask).mean() >= 0.999
+    out = tmp_path / "out.png"
+    assert main(["predict", str(seg_exports["onnx"].path), str(photo), "--save", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "road" in printed and f"wrote {out}" in printed
+    with Image.open(out) as saved:
+        assert np.array_equal(np.asarray(saved), np.asarray(result.overlay(photo)))
+    assert main(["predict", "xformer_xxs", str(photo), "--save", str(tmp_path / "x.png")]) == 2
+    assert "is a classifier" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

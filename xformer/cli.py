@@ -89,6 +89,12 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     images = list(args.images) + (sample_images() if args.samples else [])
     if not images:
         raise XFormerError("give one or more image files, or --samples to use the bundled sample photos")
+    if runtime.config.task == "segment":
+        _predict_masks(runtime, images, args.save)
+        return
+    if args.save:
+        raise XFormerError(f"--save writes a segmentation overlay, but {runtime.path.name} is a classifier; "
+                           "drop --save")
     for image in images:
         predictions = runtime.predict(image, k=args.top_k)
         shown = Path(image).name if Path(image).is_absolute() else image  # keeps a relative path's class folder
@@ -98,6 +104,30 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         for rank, p in enumerate(predictions, 1):
             table.add_row(str(rank), str(p.index), p.label, f"{p.score:.4f}", f"{p.logit:.4f}")
         console.print(table)
+
+
+def _predict_masks(runtime, images: list, save: str | None) -> None:
+    """Class shares per image; with --save, the colour overlay (one file, or DIR/STEM_seg.png for several)."""
+    from .checkpoint import atomic_path
+
+    if save and len(images) > 1 and Path(save).suffix:
+        raise XFormerError(f"--save {save} names one file but {len(images)} images were given; pass a folder")
+    for image in images:
+        result = runtime.predict(image)
+        shown = Path(image).name if Path(image).is_absolute() else image
+        table = Table(title=f"{shown}  ({runtime.name}: {runtime.path.name})")
+        for column in ("class", "pixels"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for label, share in result.areas().items():
+            table.add_row(label, f"{share:.1%}")
+        console.print(table)
+        if save:
+            out = Path(save) if len(images) == 1 and Path(save).suffix else Path(save) / f"{Path(image).stem}_seg.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out) as tmp:
+                result.overlay(image).save(tmp, format="PNG")
+            console.print(f"wrote {out} (colour overlay, {result.mask.shape[1]}x{result.mask.shape[0]})",
+                          highlight=False)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -375,13 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth) that carries no config")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("predict", help="top-k classes for images, using the model's own preprocessing contract")
+    p = sub.add_parser("predict", help="top-k classes (or a segmentation mask) for images, using the model's own "
+                                       "preprocessing contract")
     p.add_argument("source", help="model name, checkpoint or exported file")
     p.add_argument("images", nargs="*", help="image files (JPEG/PNG/...)")
     p.add_argument("--samples", action="store_true",
                    help="also run on the sample photos shipped with scikit-image and matplotlib")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--save", metavar="PATH", help="segmenters: write the colour overlay to this PNG (a folder for "
+                                                  "several images)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     p.set_defaults(func=_cmd_predict)
 

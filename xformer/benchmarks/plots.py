@@ -1,7 +1,9 @@
 """Plots of a run (PNG, matplotlib's Agg backend, imported only here so `import xformer` stays light).
 
 - latency vs params: one point per model and setting, like the paper's comparison figure;
-- latency bars: per model, one bar per format/precision (one panel per thread count), error bars p5-p95.
+- latency bars: per model, one bar per format/precision (one panel per thread count), error bars p5-p95;
+- latency and peak memory vs input pixels (runs with several --imgsz): one line per model and setting, so a
+  cost linear in the pixels (XFA) and one growing faster (MHSA's token-to-token maps) are told apart at a glance.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from .record import BenchResult
 
-__all__ = ["plot_latency_bars", "plot_latency_vs_params"]
+__all__ = ["plot_latency_bars", "plot_latency_vs_params", "plot_latency_vs_pixels"]
 
 
 def _pyplot():
@@ -57,6 +59,41 @@ def plot_latency_vs_params(results: list[BenchResult], path: str | Path) -> Path
     ax.set_title("Latency vs parameters")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_latency_vs_pixels(results: list[BenchResult], path: str | Path) -> Path | None:
+    """Only drawn when some model was measured at two or more input sizes."""
+    ok = [r for r in results if r.ok]
+    targets = len({r.target for r in ok})
+    series: dict[tuple, list[BenchResult]] = {}
+    for r in ok:
+        series.setdefault((r.model, _setting(r, targets), r.threads), []).append(r)
+    series = {k: sorted(v, key=lambda r: r.input_size[0] * r.input_size[1]) for k, v in series.items()
+              if len({tuple(r.input_size) for r in v}) > 1}
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, (lat, mem) = plt.subplots(1, 2, figsize=(12, 5), dpi=120)
+    for (model, label, threads), points in sorted(series.items()):
+        xs = [r.input_size[0] * r.input_size[1] / 1e6 for r in points]
+        err = list(zip(*[_error(r) for r in points], strict=True))
+        lat.errorbar(xs, [r.median_ms for r in points], yerr=err, fmt="o-", capsize=3,
+                     label=f"{model}, {label}, {threads} thr")
+        memory = [(x, r.peak_memory_mb) for x, r in zip(xs, points, strict=True) if r.peak_memory_mb]
+        if memory:
+            mem.plot(*zip(*memory, strict=True), "o-", label=f"{model}, {label}, {threads} thr")
+        for r, x, y in zip(points, xs, [r.median_ms for r in points], strict=True):
+            lat.annotate(f"{r.input_size[0]}x{r.input_size[1]}", (x, y), textcoords="offset points", xytext=(4, -10),
+                         fontsize=7)
+    lat.set(xlabel="input pixels (M)", ylabel="median latency (ms), bars p5-p95", title="Latency vs input pixels")
+    mem.set(xlabel="input pixels (M)", ylabel="peak memory (MiB)", title="Peak memory vs input pixels")
+    for ax in (lat, mem):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
