@@ -85,7 +85,8 @@ def _check_label(image: Path, label: Path, num_classes: int) -> str | None:
         if lab.mode not in ("L", "P", "I", "I;16"):
             return (f"label {label} is a {lab.mode} image; labels must be single-channel PNGs of class ids "
                     "(not colour-coded masks)")
-        ids = np.unique(np.asarray(lab))
+        values = np.asarray(lab)
+        ids = np.flatnonzero(np.bincount(values.reshape(-1))) if values.dtype == np.uint8 else np.unique(values)
     bad = ids[(ids >= num_classes) & (ids != IGNORE_INDEX)]
     if bad.size:
         return (f"label {label} holds class id(s) {', '.join(map(str, bad[:8].tolist()))} outside 0..{num_classes - 1} "
