@@ -2,7 +2,7 @@
 512x1024 and 1024x2048 on ONNX Runtime and LiteRT, fp32, one thread, with peak memory and a latency-vs-pixels
 plot.
 
-    python -m benchmarks.seg_scaling [--out runs/seg-scaling] [--runs 3] [--readme README.md]
+    python -m benchmarks.seg_scaling [--out runs/seg-scaling] [--runs 3] [--readme README.md] [--summarise-only]
 
 It exports each model and size into the bench cache first without the exporter's 12-input parity pass (at
 1024x2048 MHSA needs minutes per PyTorch forward; the bench rows still carry their own parity against PyTorch),
@@ -37,9 +37,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/seg-scaling"))
     parser.add_argument("--runs", type=int, default=3, help="timed runs per row")
     parser.add_argument("--readme", type=Path, help="also write the table into this README's segmentation section")
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="summarise OUT/bench/results.json of an earlier run without measuring again")
     args = parser.parse_args()
     console = Console()
     cache = args.out / "exports"
+    command = [sys.executable, "-m", "xformer", "bench", *MODELS, "--imgsz", ",".join(f"{h}x{w}" for h, w in SIZES),
+               "--formats", ",".join(FORMATS), "--precisions", "fp32", "--threads", "1", "--runs", str(args.runs),
+               "--warmup", "1", "--max-seconds", "600", "--cache-dir", str(cache), "--out", str(args.out / "bench")]
+    if not args.summarise_only:
+        _export(cache, console)
+        subprocess.run(command, check=True)
+    _summarise(args.out, command, args.readme, console)
+
+
+def _export(cache: Path, console: Console) -> None:
     for name in MODELS:
         model = create_model(name)
         for size in SIZES:
@@ -51,11 +63,10 @@ def main() -> None:
                 failed = [f"{r.format}: {r.error}" for r in records if not r.ok]
                 if failed:
                     console.print(f"[red]export failed[/] {'; '.join(failed)}")
-    command = [sys.executable, "-m", "xformer", "bench", *MODELS, "--imgsz", ",".join(f"{h}x{w}" for h, w in SIZES),
-               "--formats", ",".join(FORMATS), "--precisions", "fp32", "--threads", "1", "--runs", str(args.runs),
-               "--warmup", "1", "--max-seconds", "600", "--cache-dir", str(cache), "--out", str(args.out / "bench")]
-    subprocess.run(command, check=True)
-    results = load_results(args.out / "bench" / "results.json")
+
+
+def _summarise(out: Path, command: list[str], readme: Path | None, console: Console) -> None:
+    results = load_results(out / "bench" / "results.json")
     by_key = {(r.model, r.format, tuple(r.input_size)): r for r in results if r.ok}
     summary = []
     for fmt in FORMATS:
@@ -73,13 +84,17 @@ def main() -> None:
                           highlight=False)
     met = all(s["ratio"] <= GOAL_RATIO for s in summary if s["input"] == "1024x2048") and \
         any(s["input"] == "1024x2048" for s in summary)
-    (args.out / "seg_scaling.json").write_text(json.dumps({"command": " ".join(command[1:]), "rows": summary,
+    (out / "seg_scaling.json").write_text(json.dumps({"command": " ".join(command[1:]), "rows": summary,
                                                            "goal": f"XFA <= {GOAL_RATIO}x MHSA at 1024x2048",
                                                            "met": met}, indent=2))
-    if args.readme:
-        _write_readme(args.readme, summary, results, met)
+    if readme:
+        _write_readme(readme, summary, results, met)
     console.print(f"goal XFA <= {GOAL_RATIO}x MHSA at 1024x2048: {'met' if met else 'NOT met'}; "
-                  f"plot {args.out / 'bench' / 'latency_vs_pixels.png'}", highlight=False)
+                  f"plot {out / 'bench' / 'latency_vs_pixels.png'}", highlight=False)
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _write_readme(readme: Path, summary: list[dict], results, met: bool) -> None:
@@ -95,7 +110,7 @@ def _write_readme(readme: Path, summary: list[dict], results, met: bool) -> None
         runtime = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}[row["format"]]
         lines.append(f"| {runtime} | {row['input']} | {row['xfa_gmacs']:.0f} / {row['mhsa_gmacs']:.0f} | "
                      f"{row['xfa_ms']:.0f} | {row['mhsa_ms']:.0f} | {row['ratio']:.2f}x | "
-                     f"{row['xfa_peak_mb'] or '-'} | {row['mhsa_peak_mb'] or '-'} |")
+                     f"{_mib(row['xfa_peak_mb'])} | {_mib(row['mhsa_peak_mb'])} |")
     lines += ["", f"Goal XFA <= {GOAL_RATIO}x MHSA at 1024x2048: {'met' if met else 'not met'}. "
                   "`latency_vs_pixels.png` in the bench output plots both lines."]
     pattern = re.compile(r"(<!-- segmentation:start -->\n).*?(<!-- segmentation:end -->)", re.S)
