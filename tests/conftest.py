@@ -8,7 +8,7 @@ import pytest
 
 from xformer.models import create_model, list_models
 
-CLASSIFIERS = list_models()
+CLASSIFIERS = list_models(task="classify")
 XFORMER_VARIANTS = [name for name in CLASSIFIERS if name.startswith(("xformer", "mobilevit"))]
 # What `make demo` runs, shortened: xformer_xxs at 64x64 on the digits folder (about a minute and a half here).
 # No loader processes: forking a test process that has loaded JAX (through the TFLite quantiser) can deadlock;

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_training_reaches_real_accuracy_and_writes_the_run(digits_run, digits_root):
-    assert digits_run.best_top1 >= 0.95, digits_run.history
+    assert digits_run.best_fitness >= 0.95, digits_run.history
     run = digits_run.run_dir
     for name in ("best.safetensors", "last.safetensors", "resume.pt", "metrics.csv", "metrics.json", "curves.png"):
         assert (run / name).is_file(), name
@@ -42,7 +42,7 @@ def test_training_reaches_real_accuracy_and_writes_the_run(digits_run, digits_ro
     assert config.labels == [str(i) for i in range(10)] and config.preprocess.input_size == (64, 64)
     # The validator behind `xformer val` reproduces the trainer's own evaluation of the best epoch.
     result = validate(digits_run.best, digits_root)
-    assert result.images == 540 and result.top1 == pytest.approx(digits_run.best_top1, abs=1e-9)
+    assert result.images == 540 and result.top1 == pytest.approx(digits_run.best_fitness, abs=1e-9)
     assert set(result.per_class) == set(config.labels)
 
 
@@ -60,7 +60,7 @@ def test_torchrun_two_processes_match_the_single_process_run(digits_run, digits_
     assert "over 2 processes" in result.stdout and result.stdout.count("best top-1") == 1  # rank 0 alone prints
     ddp_top1 = validate(out / "best.safetensors", digits_root).top1
     assert ddp_top1 >= 0.95
-    assert abs(ddp_top1 - digits_run.best_top1) <= 0.01, (ddp_top1, digits_run.best_top1)
+    assert abs(ddp_top1 - digits_run.best_fitness) <= 0.01, (ddp_top1, digits_run.best_fitness)
 
 
 def test_val_of_exported_files_matches_pytorch(digits_exports, digits_run, digits_root, tmp_path, capsys):
@@ -94,7 +94,7 @@ def test_bench_adds_an_accuracy_column(digits_exports, digits_run, digits_root, 
     by_key = {(r["format"], r["precision"]): r for r in rows}
     assert set(by_key) == {("torch", "fp32"), ("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "int8")}
     torch_top1 = by_key[("torch", "fp32")]["accuracy"]["top1"]
-    assert torch_top1 == pytest.approx(digits_run.best_top1, abs=1e-9)
+    assert torch_top1 == pytest.approx(digits_run.best_fitness, abs=1e-9)
     for key, row in by_key.items():
         accuracy = row["accuracy"]
         assert accuracy["pytorch_top1"] == torch_top1 and accuracy["images"] == 540, key

@@ -170,7 +170,7 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, num_classes
         if model_name is None:
             raise CheckpointError(f"{path} carries no model config; name its architecture with --model NAME "
                                   "(see `xformer models`)")
-        model = _build(path, model_name, num_classes=num_classes or _classifier_size(tensors) or 1000)
+        model = _build(path, model_name, num_classes=num_classes or _classifier_size(tensors))
     elif model_name is not None and model_name != config.arch:
         raise CheckpointError(f"{path} holds a {config.arch} model, not {model_name}; drop --model or fix it")
     else:
@@ -200,7 +200,7 @@ def load_model(source: str | Path, model_name: str | None = None,
     from .models.registry import list_models
 
     if isinstance(source, str) and source in list_models():
-        return create_model(source, num_classes=num_classes or 1000), True
+        return create_model(source, num_classes=num_classes), True
     path = Path(source)
     if not path.exists() and path.suffix not in (".safetensors", *STATE_DICT_SUFFIXES):
         raise CheckpointError(f"{source!r} is neither a model name nor a checkpoint file; "

@@ -25,13 +25,13 @@ def _cmd_models(args: argparse.Namespace) -> None:
     from .models import create_model, get_model_entry, list_models
 
     table = Table(title="Registered models")
-    for column in ("name", "params (M)", "GMACs", "input", "attention", "description"):
+    for column in ("name", "task", "params (M)", "GMACs", "input", "attention", "description"):
         table.add_column(column, justify="right" if column in ("params (M)", "GMACs") else "left")
     for name in list_models():
         entry = get_model_entry(name)
         model = create_model(name)
         size = entry.preprocess.input_size
-        table.add_row(name, f"{count_params(model) / 1e6:.2f}", f"{count_macs(model, size) / 1e9:.2f}",
+        table.add_row(name, entry.task, f"{count_params(model) / 1e6:.2f}", f"{count_macs(model, size) / 1e9:.2f}",
                       f"{size[0]}x{size[1]}", entry.attention, entry.description)
     console.print(table)
 
@@ -86,6 +86,12 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     images = list(args.images) + (sample_images() if args.samples else [])
     if not images:
         raise OptionError("give one or more image files, or --samples to use the bundled sample photos")
+    if runtime.config.task == "segment":
+        _predict_masks(runtime, images, args.save)
+        return
+    if args.save:
+        raise OptionError(f"--save writes a segmentation overlay, but {runtime.path.name} is a classifier; "
+                          "drop --save")
     for image in images:
         predictions = runtime.predict(image, k=args.top_k)
         shown = Path(image).name if Path(image).is_absolute() else image  # keeps a relative path's class folder
@@ -95,6 +101,30 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         for rank, p in enumerate(predictions, 1):
             table.add_row(str(rank), str(p.index), p.label, f"{p.score:.4f}", f"{p.logit:.4f}")
         console.print(table)
+
+
+def _predict_masks(runtime, images: list, save: str | None) -> None:
+    """Class shares per image; with --save, the colour overlay (one file, or DIR/STEM_seg.png for several)."""
+    from .checkpoint import atomic_path
+
+    if save and len(images) > 1 and Path(save).suffix:
+        raise OptionError(f"--save {save} names one file but {len(images)} images were given; pass a folder")
+    for image in images:
+        result = runtime.predict(image)
+        shown = Path(image).name if Path(image).is_absolute() else image
+        table = Table(title=f"{shown}  ({runtime.name}: {runtime.path.name})")
+        for column in ("class", "pixels"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for label, share in result.areas().items():
+            table.add_row(label, f"{share:.1%}")
+        console.print(table)
+        if save:
+            out = Path(save) if len(images) == 1 and Path(save).suffix else Path(save) / f"{Path(image).stem}_seg.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out) as tmp:
+                result.overlay(image).save(tmp, format="PNG")
+            console.print(f"wrote {out} (colour overlay, {result.mask.shape[1]}x{result.mask.shape[0]})",
+                          highlight=False)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -162,9 +192,19 @@ def _print_per_layer(name: str, report, rows: int = 15) -> None:
 
 
 def _cmd_dataset(args: argparse.Namespace) -> None:
+    if args.name == "scenes":
+        from .scenes import SCENE_CLASSES, write_scenes
+
+        height, width = (args.size, 2 * args.size) if args.size else (128, 256)
+        root = write_scenes(args.out, train=args.train, val=args.val, height=height, width=width)
+        console.print(f"wrote {args.train} + {args.val} rendered scenes ({height}x{width}) with exact masks of "
+                      f"{len(SCENE_CLASSES)} classes ({', '.join(SCENE_CLASSES)}) to {root}: train/ and val/ "
+                      "images/ + masks/, classes.txt", highlight=False)
+        console.print(f"next: xformer train xformer_xxs_seg --data {root} --imgsz {height}x{width}", highlight=False)
+        return
     from .datasets import write_digits
 
-    root = write_digits(args.out, size=args.size)
+    root = write_digits(args.out, size=args.size or 32)
     console.print(f"wrote scikit-learn's digits to {root}: train/ 1257 and val/ 540 images in 10 class folders "
                   f"({args.size}x{args.size} PNG)", highlight=False)
     console.print(f"next: xformer train xformer_xxs --data {root} --imgsz 64", highlight=False)
@@ -186,8 +226,49 @@ def _cmd_val(args: argparse.Namespace) -> int:
     if result.skipped:
         err_console.print(f"[yellow]skipped {len(result.skipped)} unreadable image(s)[/] (first: {result.skipped[0]})",
                           highlight=False)
-    table = Table(title=f"{Path(args.source).name}: {result.format} {result.precision} on {result.data} "
-                        f"({result.images} images, {result.runtime})")
+    title = (f"{Path(args.source).name}: {result.format} {result.precision} on {result.data} "
+             f"({result.images} images, {result.runtime})")
+    if result.task == "segment":
+        _print_segmentation(title, result)
+    else:
+        _print_classification(title, result)
+    if args.out:
+        out = Path(args.out)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(result.to_dict(), indent=2))
+        console.print(f"wrote {out}", highlight=False)
+
+
+def _agreement(result, unit: str) -> str:
+    if result.agreement is None:
+        return "unknown (pass --ckpt with the weights it was exported from)" if result.format != "torch" else "-"
+    return f"{result.agreement:.2%} ({unit})"
+
+
+def _print_segmentation(title: str, result) -> None:
+    table = Table(title=title)
+    for column in ("class", "pixels", "IoU"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, entry in result.per_class.items():
+        table.add_row(name, str(entry["pixels"]), "-" if entry["iou"] is None else f"{entry['iou']:.2%}")
+    table.add_section()
+    table.add_row("mean", "", f"{result.miou:.2%}")
+    console.print(table)
+    names = list(result.per_class)
+    matrix = Table(title="confusion matrix (rows: truth, columns: prediction; share of the row's pixels)")
+    matrix.add_column("truth \\ pred")
+    for name in names:
+        matrix.add_column(name[:10], justify="right")
+    for name, row in zip(names, result.confusion):
+        total = max(1, sum(row))
+        matrix.add_row(name, *(f"{v / total:.1%}" if v else "." for v in row))
+    console.print(matrix)
+    console.print(f"mIoU {result.miou:.2%}  pixel accuracy {result.pixel_acc:.2%}  argmax agreement with PyTorch "
+                  f"{_agreement(result, 'pixels')}  ({result.seconds:.1f} s)", highlight=False)
+
+
+def _print_classification(title: str, result) -> None:
+    table = Table(title=title)
     for column in ("class", "images", "top-1"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, entry in result.per_class.items():
@@ -199,11 +280,6 @@ def _cmd_val(args: argparse.Namespace) -> int:
         result.format != "torch" else f"{result.agreement:.2%}" if result.agreement is not None else "-"
     console.print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  agreement with PyTorch {agreement}  "
                   f"({result.seconds:.1f} s)", highlight=False)
-    if args.out:
-        out = Path(args.out)
-        with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps(result.to_dict(), indent=2))
-        console.print(f"wrote {out}", highlight=False)
 
 
 TRAIN_DESCRIPTION = """\
@@ -215,13 +291,23 @@ crop + flip. Writes best/last .safetensors, resume.pt, metrics.csv/.json and cur
 More processes or machines: torchrun --nproc-per-node N -m xformer train ... (--batch stays global)."""
 
 
+def _size_arg(text: str) -> int | str:
+    """--imgsz: an int for a square size (as runs have always recorded it), else the "HxW" text."""
+    return int(text) if text.isdigit() else text
+
+
 def _add_train_parsers(sub) -> None:
-    p = sub.add_parser("dataset", help="write a small real data set with exact labels as an image folder",
-                       description="Write scikit-learn's handwritten digits (bundled, no download) as DIR/train/0..9 "
-                                   "and DIR/val/0..9 PNGs, split 1257/540 with a fixed seed.")
-    p.add_argument("name", choices=("digits",), help="which data set")
+    p = sub.add_parser("dataset", help="write a small data set with exact labels (digits, or rendered scenes)",
+                       description="digits: scikit-learn's handwritten digits (bundled, no download) as "
+                                   "DIR/train/0..9 and DIR/val/0..9 PNGs, split 1257/540 with a fixed seed. "
+                                   "scenes: deterministic rendered street scenes with exact segmentation masks, "
+                                   "DIR/{train,val}/{images,masks} and DIR/classes.txt.")
+    p.add_argument("name", choices=("digits", "scenes"), help="which data set")
     p.add_argument("out", help="folder to create")
-    p.add_argument("--size", type=int, default=32, help="PNG side in pixels (the scans are 8x8; default 32)")
+    p.add_argument("--size", type=int, help="digits: PNG side (default 32); scenes: height, width is twice "
+                                            "(default 128)")
+    p.add_argument("--train", type=int, default=400, help="scenes: training images (default 400)")
+    p.add_argument("--val", type=int, default=100, help="scenes: held-out images (default 100)")
     p.set_defaults(func=_cmd_dataset)
 
     p = sub.add_parser("train", help="train or fine-tune a classifier on an image folder (also under torchrun)",
@@ -235,10 +321,13 @@ def _add_train_parsers(sub) -> None:
     p.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (default 3)")
     p.add_argument("--label-smoothing", type=float, help="default 0.1")
     p.add_argument("--ema-decay", type=float, help="weight EMA decay (default 0.9995, ramped up)")
-    p.add_argument("--imgsz", type=int, help="training and evaluation size, multiple of 32 (default: the model's)")
+    p.add_argument("--imgsz", type=_size_arg, help="training and evaluation size, 256 or HxW such as 256x512, "
+                                                   "multiples of 32 (default: the model's)")
     p.add_argument("--crop-scale", type=float, help="smallest area fraction of the random resized crop "
                                                     "(default 0.08)")
     p.add_argument("--hflip", type=float, help="probability of a left-right flip (default 0.5; 0 for text/digits)")
+    p.add_argument("--scale-min", type=float, help="segmentation: smallest random rescale (default 0.5)")
+    p.add_argument("--scale-max", type=float, help="segmentation: largest random rescale (default 2.0)")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
                    help="mixed precision (default auto: bf16/fp16 on CUDA, off on CPU)")
     p.add_argument("--seed", type=int, help="default 0")
@@ -254,12 +343,15 @@ def _add_train_parsers(sub) -> None:
                    help="an unreadable image is an error (default: counted and skipped)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("val", help="top-1/top-5 and per-class accuracy of a checkpoint or any exported file",
-                       description="Accuracy on DIR/val/CLASS/* (or a folder of class folders) through the runtime "
-                                   "of the file, with the preprocessing embedded in it; agreement with the PyTorch "
-                                   "weights when they are known.")
+    p = sub.add_parser("val", help="accuracy (classifiers) or mIoU (segmenters) of a checkpoint or any exported file",
+                       description="Classifiers: top-1/top-5 and per-class accuracy on DIR/val/CLASS/* (or a "
+                                   "folder of class folders). Segmenters: mIoU, per-class IoU and the confusion "
+                                   "matrix on DIR/val/{images,masks} or Cityscapes' leftImg8bit/gtFine val split "
+                                   "(whole image at the file's input size, scored at the labels' resolution). "
+                                   "Through the runtime of the file, with the preprocessing embedded in it; "
+                                   "agreement with the PyTorch weights when they are known.")
     p.add_argument("source", help="checkpoint, model name or exported file (.onnx/.tflite/.mlpackage)")
-    p.add_argument("--data", required=True, help="data set root (its val/ split is used) or a folder of class folders")
+    p.add_argument("--data", required=True, help="data set root (its val/ split is used) or one split")
     p.add_argument("--ckpt", help="the checkpoint the file was exported from, for the agreement column")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
     p.add_argument("--batch", type=int, default=32, help="batch size where the file takes any (default 32)")
@@ -335,13 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth) that carries no config")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("predict", help="top-k classes for images, using the model's own preprocessing contract")
+    p = sub.add_parser("predict", help="top-k classes (or a segmentation mask) for images, using the model's own "
+                                       "preprocessing contract")
     p.add_argument("source", help="model name, checkpoint or exported file")
     p.add_argument("images", nargs="*", help="image files (JPEG/PNG/...)")
     p.add_argument("--samples", action="store_true",
                    help="also run on the sample photos shipped with scikit-image and matplotlib")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--save", metavar="PATH", help="segmenters: write the colour overlay to this PNG (a folder for "
+                                                  "several images)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     p.set_defaults(func=_cmd_predict)
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from rich.console import Console
 
 from ..datasets import EvalTransform, ImageFolder, find_split
+from ..errors import XFormerError
 from ..runtimes import load
 from ..runtimes.torch_runtime import TorchRuntime
 from ..train.validator import evaluate_runtime
@@ -41,6 +42,9 @@ def _evaluate(artifact: Artifact, data: str, threads: int, console: Console | No
     else:
         runtime = load(artifact.path, threads=threads)
         spec = runtime.preprocess_spec
+    if runtime.config.task != "classify":
+        raise XFormerError(f"--data adds top-1 for classifiers; {artifact.model} is a {runtime.config.task} model: "
+                           f"score it with `xformer val FILE --data {data}` (mIoU)")
     dataset = ImageFolder(find_split(data, "val"), EvalTransform(replace(spec, layout="NCHW")),
                           classes=runtime.config.labels)
     return evaluate_runtime(runtime, dataset, progress=console)

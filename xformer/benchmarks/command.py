@@ -27,6 +27,12 @@ def _list(kind: Callable = str) -> Callable[[str], list]:
     return parse
 
 
+def _size(text: str) -> int | list[int]:
+    """One --imgsz entry: 256 (square) or HxW such as 512x1024."""
+    parts = text.lower().split("x")
+    return int(parts[0]) if len(parts) == 1 else [int(parts[0]), int(parts[1])]
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench", help="latency/FPS/memory of models, checkpoints or exported files on this CPU or a phone",
@@ -40,7 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--precisions", type=_list(), help="comma list, e.g. fp32,fp16,int8 (default fp32; "
                                                        "PyTorch formats run fp32 only)")
     p.add_argument("--threads", type=_list(int), help="CPU thread counts, e.g. 1,2,4 (default 1)")
-    p.add_argument("--imgsz", type=_list(int), help="input sizes, e.g. 224,256 (default: each model's own; "
+    p.add_argument("--imgsz", type=_list(_size), help="input sizes, e.g. 224,256 or 512x1024,1024x2048 (default: "
+                                                       "each model's own; "
                                                      "exported files keep theirs)")
     p.add_argument("--batch", type=int, help="batch size (default 1)")
     p.add_argument("--warmup", type=int, help="warm-up runs after the first inference (default 5)")

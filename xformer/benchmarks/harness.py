@@ -27,7 +27,7 @@ class BenchConfig:
     formats: list[str] | None = None  # None: torch, onnx, tflite on the host; tflite on benchmark_model targets
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     threads: list[int] = field(default_factory=lambda: [1])
-    imgsz: list[int] = field(default_factory=list)  # empty: each model's own input size
+    imgsz: list[int | list[int]] = field(default_factory=list)  # 256 or [h, w]; empty: each model's own size
     batch: int = 1
     warmup: int = 5
     runs: int = 30

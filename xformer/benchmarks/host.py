@@ -32,12 +32,15 @@ __all__ = ["HostTarget", "parity"]
 
 
 def parity(reference: np.ndarray, output: np.ndarray) -> dict:
-    """How far a runtime's logits are from PyTorch's on the same input."""
+    """How far a runtime's logits are from PyTorch's on the same input (segmenters: argmax agreement per pixel)."""
+    agreement = None
+    if reference.ndim == 4:
+        agreement = float((reference.argmax(1) == output.reshape(reference.shape).argmax(1)).mean())
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     out = output.reshape(len(output), -1).astype(np.float64)
     cosine = (ref * out).sum(1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1), 1e-12)
     return {"max_abs_err": float(np.abs(ref - out).max()), "cosine": float(cosine.mean()),
-            "top1_agreement": float((ref.argmax(1) == out.argmax(1)).mean())}
+            "top1_agreement": float((ref.argmax(1) == out.argmax(1)).mean()) if agreement is None else agreement}
 
 
 # The library behind each format, imported before memory is measured (see memory.py).

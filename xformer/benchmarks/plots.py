@@ -3,6 +3,8 @@
 - latency vs params: one point per model and setting, like the paper's comparison figure;
 - latency bars: per model, one bar per format/precision (one panel per thread count), error bars p5-p95;
 - latency vs input size: one line per model and setting, drawn when a run covers several input sizes.
+- latency and peak memory vs input pixels (runs with several --imgsz): one line per model and setting, so a
+  cost linear in the pixels (XFA) and one growing faster (MHSA's token-to-token maps) are told apart at a glance.
 
 Axes show plain numbers: matplotlib's offset notation turned two models of equal size into an axis labelled
 "1e-5+5.5786".
@@ -17,7 +19,7 @@ from ..errors import require
 from .record import BenchResult
 
 __all__ = ["figure_latency_vs_input_size", "figure_latency_vs_params", "plot_latency_bars",
-           "plot_latency_vs_input_size", "plot_latency_vs_params", "require_plotting"]
+           "plot_latency_vs_input_size", "plot_latency_vs_params", "plot_latency_vs_pixels", "require_plotting"]
 
 
 def require_plotting():
@@ -121,6 +123,41 @@ def figure_latency_vs_input_size(results: list[BenchResult]):
 def plot_latency_vs_input_size(results: list[BenchResult], path: str | Path) -> Path | None:
     drawn = figure_latency_vs_input_size(results)
     return None if drawn is None else _finish(require_plotting(), *drawn, path)
+
+
+def plot_latency_vs_pixels(results: list[BenchResult], path: str | Path) -> Path | None:
+    """Only drawn when some model was measured at two or more input sizes."""
+    ok = [r for r in results if r.ok]
+    targets = len({r.target for r in ok})
+    series: dict[tuple, list[BenchResult]] = {}
+    for r in ok:
+        series.setdefault((r.model, _setting(r, targets), r.threads), []).append(r)
+    series = {k: sorted(v, key=lambda r: r.input_size[0] * r.input_size[1]) for k, v in series.items()
+              if len({tuple(r.input_size) for r in v}) > 1}
+    if not series:
+        return None
+    plt = require_plotting()
+    fig, (lat, mem) = plt.subplots(1, 2, figsize=(12, 5), dpi=120)
+    for (model, label, threads), points in sorted(series.items()):
+        xs = [r.input_size[0] * r.input_size[1] / 1e6 for r in points]
+        err = list(zip(*[_error(r) for r in points], strict=True))
+        lat.errorbar(xs, [r.median_ms for r in points], yerr=err, fmt="o-", capsize=3,
+                     label=f"{model}, {label}, {threads} thr")
+        memory = [(x, r.peak_memory_mb) for x, r in zip(xs, points, strict=True) if r.peak_memory_mb]
+        if memory:
+            mem.plot(*zip(*memory, strict=True), "o-", label=f"{model}, {label}, {threads} thr")
+        for r, x, y in zip(points, xs, [r.median_ms for r in points], strict=True):
+            lat.annotate(f"{r.input_size[0]}x{r.input_size[1]}", (x, y), textcoords="offset points", xytext=(4, -10),
+                         fontsize=7)
+    lat.set(xlabel="input pixels (M)", ylabel="median latency (ms), bars p5-p95", title="Latency vs input pixels")
+    mem.set(xlabel="input pixels (M)", ylabel="peak memory (MiB)", title="Peak memory vs input pixels")
+    for ax in (lat, mem):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return Path(path)
 
 
 def plot_latency_bars(results: list[BenchResult], path: str | Path) -> Path | None:

@@ -82,7 +82,9 @@ def ratio_rows(results: list[BenchResult]) -> list[dict]:
 
     rows = []
     for x in (r for r in ok if r.model.startswith("xformer")):
-        for peer in (r for r in ok if not r.model.startswith("xformer") and setting(r) == setting(x)):
+        peers = [r for r in ok if not r.model.startswith("xformer") and setting(r) == setting(x)]
+        same_size = [r for r in peers if tuple(r.input_size) == tuple(x.input_size)]
+        for peer in same_size or peers:  # a peer measured at this size too (--imgsz) is compared size for size
             rows.append({"xformer": x.model, "peer": peer.model, "format": x.format, "precision": x.precision,
                          "runtime": _where(x), "threads": x.threads, "xformer_ms": x.median_ms,
                          "peer_ms": peer.median_ms, "ratio": x.median_ms / peer.median_ms})
@@ -267,7 +269,13 @@ def write_reports(results: list[BenchResult], out_dir: str | Path, config: dict 
                   compare: dict[tuple, float] | None = None) -> list[Path]:
     """results.json, results.csv, results.md and the plots; returns the paths written. Each file is written
     atomically, and the plotting library is checked for before the first one."""
-    from .plots import plot_latency_bars, plot_latency_vs_input_size, plot_latency_vs_params, require_plotting
+    from .plots import (
+        plot_latency_bars,
+        plot_latency_vs_input_size,
+        plot_latency_vs_params,
+        plot_latency_vs_pixels,
+        require_plotting,
+    )
 
     require_plotting()
     out = Path(out_dir)
@@ -278,5 +286,6 @@ def write_reports(results: list[BenchResult], out_dir: str | Path, config: dict 
     paths.append(md)
     paths += [p for p in (plot_latency_vs_params(results, out / "latency_vs_params.png"),
                           plot_latency_bars(results, out / "latency_bars.png"),
-                          plot_latency_vs_input_size(results, out / "latency_vs_input_size.png")) if p]
+                          plot_latency_vs_input_size(results, out / "latency_vs_input_size.png"),
+                          plot_latency_vs_pixels(results, out / "latency_vs_pixels.png")) if p]
     return paths

@@ -71,8 +71,10 @@ def export_dir(model: nn.Module, size: tuple[int, int], cache_dir: Path, calib: 
     return cache_dir / name
 
 
-def _size_of(spec: int | None, model: nn.Module) -> tuple[int, int]:
-    return (spec, spec) if spec else tuple(model.model_config.preprocess.input_size)
+def _size_of(spec: int | list[int] | None, model: nn.Module) -> tuple[int, int]:
+    if not spec:
+        return tuple(model.model_config.preprocess.input_size)
+    return (spec, spec) if isinstance(spec, int) else (int(spec[0]), int(spec[-1]))
 
 
 class _Complexity:
@@ -146,7 +148,7 @@ def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log
                 artifact.error = f"export failed: {record.error if record is not None else reason}"
 
 
-def _model_artifacts(source: str, formats: list[str], precisions: list[str], sizes: list[int | None],
+def _model_artifacts(source: str, formats: list[str], precisions: list[str], sizes: list,
                      model_name: str | None, cache_dir: Path, complexity: _Complexity,
                      log: Callable[[str], None], calib: str | None = None) -> list[Artifact]:
     if is_build_function(source):
@@ -188,7 +190,7 @@ def _model_artifacts(source: str, formats: list[str], precisions: list[str], siz
     return artifacts
 
 
-def resolve_sources(sources: list[str], formats: list[str], precisions: list[str], sizes: list[int | None],
+def resolve_sources(sources: list[str], formats: list[str], precisions: list[str], sizes: list,
                     model_name: str | None = None, cache_dir: Path | None = None,
                     log: Callable[[str], None] = print, calib: str | None = None) -> list[Artifact]:
     """Artifacts for every source. Exported files are taken as they are (their own format, precision and

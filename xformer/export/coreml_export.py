@@ -1,4 +1,5 @@
-"""CoreML export: an ML program (.mlpackage) that Xcode shows as an image classifier, checked on Linux.
+"""CoreML export: an ML program (.mlpackage) that Xcode shows as an image classifier (or, for segmenters, a
+plain multi-array of per-pixel class logits), checked on Linux.
 
 Route: `torch.export.export(...).run_decompositions({})` into `coremltools.convert` (mlprogram, iOS 16+).
 torch.export works with any numpy (the TorchScript route needs numpy < 2.4), is the path PyTorch supports
@@ -49,21 +50,23 @@ _PROGRESS_BARS = (("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
 
 
 class CoreMLClassifier(nn.Module):
-    """What the package computes: normalisation CoreML cannot express (if any), the model, logits and softmax."""
+    """What the package computes: normalisation CoreML cannot express (if any), the model, logits and softmax
+    (a segmenter's package has its logits only: CoreML's classifier wrapper describes one label per image)."""
 
-    def __init__(self, model: nn.Module, spec: PreprocessSpec | None = None):
+    def __init__(self, model: nn.Module, spec: PreprocessSpec | None = None, probabilities: bool = True):
         super().__init__()
         self.model = model
+        self.probabilities = probabilities
         self.normalize = spec is not None
         if spec is not None:
             self.register_buffer("mean", torch.tensor(spec.mean).reshape(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(spec.std).reshape(1, 3, 1, 1))
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.normalize:
             image = (image - self.mean) / self.std
         logits = self.model(image)
-        return logits, logits.softmax(dim=-1)
+        return (logits, logits.softmax(dim=-1)) if self.probabilities else (logits,)
 
 
 @contextlib.contextmanager
@@ -146,7 +149,8 @@ def _describe(mlmodel, metadata: dict, kind: str, shape: tuple[int, ...], normal
     mlmodel.author = "xformer-mobile"
     mlmodel.license = "Apache-2.0 (xformer-mobile); the weights keep the license of their checkpoint"
     mlmodel.version = metadata["xformer_version"]
-    mlmodel.short_description = (f"{arch} image classifier, {metadata['num_classes']} classes, "
+    what = "semantic segmenter" if metadata.get("task") == "segment" else "image classifier"
+    mlmodel.short_description = (f"{arch} {what}, {metadata['num_classes']} classes, "
                                  f"{metadata['export']['precision']}, weights sha256 {sha[:12]}; "
                                  "exported and checked against PyTorch by xformer-mobile")
     resize = f"short side resized to {spec.resize_size} ({spec.interpolation}), " if spec.resize_size else ""
@@ -157,9 +161,13 @@ def _describe(mlmodel, metadata: dict, kind: str, shape: tuple[int, ...], normal
         mlmodel.input_description["image"] = (f"float32 {spec.layout} tensor {'x'.join(map(str, shape))} ({resize}"
                                               f"{spec.crop} crop, pixels * {spec.scale:.6g}, (x - mean) / std "
                                               "as in xformer_metadata.preprocess)")
-    mlmodel.output_description["logits"] = "raw class scores, before softmax"
-    mlmodel.output_description["classLabel"] = "most likely class"
-    mlmodel.output_description["classLabel_probs"] = "softmax probability of every class"
+    if metadata.get("task") == "segment":
+        mlmodel.output_description["logits"] = ("class scores per pixel at a quarter of the input resolution "
+                                                 "(1 x classes x H/4 x W/4); upsample bilinearly, then argmax")
+    else:
+        mlmodel.output_description["logits"] = "raw class scores, before softmax"
+        mlmodel.output_description["classLabel"] = "most likely class"
+        mlmodel.output_description["classLabel_probs"] = "softmax probability of every class"
     user = mlmodel.user_defined_metadata
     user[METADATA_KEY] = dumps(metadata)
     user.update({"arch": arch, "weights_sha256": sha, "preprocess": dumps(metadata["preprocess"]),
@@ -193,8 +201,10 @@ def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, 
     inputs = _program_inputs(batch, kind, spec, channels_last_io)
 
     def check(evaluator: MILEvaluator, tolerance: str) -> dict:
-        logits = np.concatenate([evaluator(image=x[None])["logits"].reshape(1, -1) for x in inputs])
+        logits = np.concatenate([evaluator(image=x[None])["logits"].reshape(1, *expected.shape[1:]) for x in inputs])
         report = compare(expected, logits, photos, tolerance, trained).to_dict()
+        if expected.ndim > 2:  # segmenters: judged per pixel, no top-1 to be near a tie
+            return report
         runner_up, leader = np.sort(expected[:photos], axis=1)[:, -2:].T
         error = np.abs(expected[:photos] - logits[:photos]).max(axis=1)
         report["top1_near_ties"] = int((leader - runner_up <= 2 * error).sum())
@@ -223,7 +233,8 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
     normalization = ("mean/std are per channel, which an ImageType cannot express: folded into the model"
                      if fold else f"pixels * {spec.scale:.6g} in the ImageType" if coreml_input == "image"
                      else "done by the caller")
-    classifier = CoreMLClassifier(model, spec if fold else None).eval()
+    segment = metadata.get("task") == "segment"
+    classifier = CoreMLClassifier(model, spec if fold else None, probabilities=not segment).eval()
     height, width = input_size
     shape = (1, height, width, 3) if channels_last_io else (1, 3, height, width)
     example = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
@@ -231,18 +242,19 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
                                        "normalization": normalization}}
     with _quiet_conversion(), torch.no_grad():
         program = torch.export.export(classifier, (example,)).run_decompositions({})
+        outputs = ["logits"] if segment else ["logits", "probabilities"]
         mil = ct.convert(program, inputs=[_input_type(ct, coreml_input, spec, shape)],
-                         outputs=[ct.TensorType(name="logits", dtype=np.float32),
-                                  ct.TensorType(name="probabilities", dtype=np.float32)],
+                         outputs=[ct.TensorType(name=name, dtype=np.float32) for name in outputs],
                          convert_to="milinternal", minimum_deployment_target=ct.target.iOS16,
                          compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
         # The output dtypes are fixed by now; coremltools' classifier step reorders the outputs and would index
         # this list past its end.
         mil.functions["main"].set_output_types(None)
+        classifier_config = None if segment else ct.ClassifierConfig(
+            list(metadata["labels"]), predicted_feature_name="classLabel",
+            predicted_probabilities_output="probabilities")
         mlmodel = ct.convert(mil, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-                             classifier_config=ct.ClassifierConfig(list(metadata["labels"]),
-                                                                   predicted_feature_name="classLabel",
-                                                                   predicted_probabilities_output="probabilities"),
+                             classifier_config=classifier_config,
                              compute_precision=ct.precision.FLOAT32,  # step one already chose the precision
                              pass_pipeline=compression or ct.PassPipeline.EMPTY,
                              skip_model_load=True)

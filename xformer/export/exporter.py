@@ -269,8 +269,10 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
             verdict = _verdict(mil)
+            agreement = f"top-1 {mil['top1_agreement']:.0%}" if mil.get("pixel_agreement") is None else \
+                f"argmax pixels {mil['pixel_agreement']:.4%}"
             console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
-                          f"top-1 {mil['top1_agreement']:.0%} {verdict}")
+                          f"{agreement} {verdict}")
         return cache
     try:
         if cache is None:
@@ -286,9 +288,10 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         return cache
     record.parity = report.to_dict()
     verdict = _verdict(record.parity)
-    console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, "
-                  f"top-1 {report.top1_agreement:.0%} ({report.photos} {'calibration images' if calib else 'photos'} "
-                  f"+ {report.random_inputs} random) "
+    agreement = f"top-1 {report.top1_agreement:.0%}" if report.pixel_agreement is None else \
+        f"argmax pixels {report.pixel_agreement:.4%}"
+    console.print(f"  parity: max abs err {report.max_abs_err:.2e}, cosine {report.cosine:.6f}, {agreement} "
+                  f"({report.photos} {'calibration images' if calib else 'photos'} + {report.random_inputs} random) "
                   f"{verdict}", soft_wrap=True)
     return cache
 
@@ -341,6 +344,7 @@ def print_summary(records: list[ArtifactRecord], out: Console | None = None) -> 
         table.add_row(r.path.name if r.path else f"{r.format} {r.precision}", f"{r.size_mb:.2f}" if r.ok else "-",
                       f"{r.seconds:.1f}", f"{p['max_abs_err']:.1e}" if "max_abs_err" in p else "-",
                       f"{p['cosine']:.6f}" if "cosine" in p else "-",
+                      f"{p['pixel_agreement']:.3%} px" if p.get("pixel_agreement") is not None else
                       f"{p['top1_agreement']:.0%}" if "top1_agreement" in p else "-", r.status)
     out.print(table)
     for r in records:

@@ -225,6 +225,7 @@ _OPS: dict[str, Callable] = {
     "maximum": lambda a: torch.maximum(a.t("x"), a.t("y")),
     "sqrt": lambda a: torch.sqrt(a.t("x")),
     "silu": lambda a: F.silu(a.t("x")),
+    "relu": lambda a: F.relu(a.t("x")),
     "clip": lambda a: torch.clamp(a.t("x"), a.p("alpha"), a.p("beta")),
     "cast": lambda a: a.t("x"),  # the output's dtype (fp16 / fp32) is applied after every op
     "softmax": lambda a: torch.softmax(a.t("x"), dim=a.p("axis", -1)),

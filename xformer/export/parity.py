@@ -5,6 +5,9 @@ direction, whatever the weights. Quantised files are judged by a cosine floor an
 photos when the weights are trained; with seeded weights (a bare model name) their error says nothing about
 a trained model's, so they are "not judged: seeded weights" and only the sanity floor, which catches a broken
 file whatever its weights, applies.
+Segmenters (outputs of shape N x classes x H x W) are judged by the share of pixels whose argmax agrees with
+PyTorch's, over photos and random inputs, next to the same logit errors; their fp32 logit bound is looser,
+since hundreds of thousands of logits per image each carry the float rounding of a full-resolution graph.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Tolerance:
     needs_trained_weights: bool = False  # quantised: the gates below apply to trained weights only
     min_photo_cosine: float | None = None  # mean cosine over the photos
     floor_cosine: float | None = None  # mean cosine over all inputs, whatever the weights: below it, broken
+    min_pixel_agreement: float | None = None  # segmenters: argmax agreement over every pixel of every input
 
 
 # Quantised gates, set from xformer_xxs trained on scikit-learn's digits. Its files,
@@ -56,6 +60,10 @@ TOLERANCES: dict[str, Tolerance] = {
                           floor_cosine=QUANTISED_FLOOR),
 }
 NOT_JUDGED = "not judged: seeded weights"
+SEGMENTATION_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs_err=1e-3, min_cosine=0.9999, min_pixel_agreement=0.999),
+    "fp16": Tolerance(min_cosine=0.999, min_pixel_agreement=0.99),
+}
 
 
 @dataclass
@@ -74,6 +82,7 @@ class ParityReport:
     failures: list[str]
     judged: bool = True  # False: seeded weights, only the sanity floor was checked
     status: str = "ok"  # "ok", "FAILED" or NOT_JUDGED
+    pixel_agreement: float | None = None  # segmenters: argmax agreement over all pixels of all inputs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,10 +118,40 @@ def _runtime_logits(runtime: Runtime, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate([runtime.run(x[None]) for x in inputs]).astype(np.float32)
 
 
+def _compare_masks(reference: np.ndarray, candidate: np.ndarray, photos: int, precision: str) -> ParityReport:
+    """Segmentation logits (N, classes, H, W): argmax pixel agreement plus the logit errors."""
+    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    diff = np.abs(ref - cand)
+    flat_ref, flat_cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    cosine = (flat_ref * flat_cand).sum(1) / (np.linalg.norm(flat_ref, axis=1) * np.linalg.norm(flat_cand, axis=1)
+                                              + 1e-30)
+    agree = ref.argmax(1) == cand.argmax(1)
+    pixel = float(agree.mean())
+    on_photos = float(agree[:photos].mean()) if photos else float("nan")
+    tol = SEGMENTATION_TOLERANCES.get(precision, Tolerance())
+    failures = []
+    if not np.isfinite(cand).all():
+        failures.append(f"{int((~np.isfinite(cand)).sum())} non-finite logits")
+    if tol.max_abs_err is not None and diff.max() > tol.max_abs_err:
+        failures.append(f"max abs err {diff.max():.2e} > {tol.max_abs_err:.0e}")
+    if tol.min_cosine is not None and cosine.min() < tol.min_cosine:
+        failures.append(f"cosine {cosine.min():.6f} < {tol.min_cosine}")
+    if tol.min_pixel_agreement is not None and pixel < tol.min_pixel_agreement:
+        failures.append(f"argmax pixel agreement {pixel:.4%} < {tol.min_pixel_agreement:.1%}")
+    return ParityReport(max_abs_err=float(diff.max()), mean_abs_err=float(diff.mean()), cosine=float(cosine.min()),
+                        photo_cosine=float(cosine[:photos].mean()) if photos else float("nan"),
+                        mean_cosine=float(cosine.mean()), top1_agreement=on_photos, top5_agreement=float("nan"),
+                        photos=photos, random_inputs=len(reference) - photos, tolerance=asdict(tol),
+                        passed=not failures, failures=failures, status="FAILED" if failures else "ok",
+                        pixel_agreement=pixel)
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, photos: int, precision: str,
             trained: bool = True) -> ParityReport:
     """Agreement of `candidate` logits with `reference`, judged by the precision's tolerance (see the module
-    docstring for `trained`)."""
+    docstring for `trained`); segmentation maps by argmax pixel agreement."""
+    if reference.ndim == 4:
+        return _compare_masks(reference, candidate.reshape(reference.shape), photos, precision)
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
     cosine = (ref * cand).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1) + 1e-30)

@@ -12,7 +12,7 @@ from .attention import create_attention
 __all__ = ["ConvNormAct", "InvertedResidual", "TransformerLayer", "XFormerBlock", "make_divisible",
            "unfold_patches", "fold_patches"]
 
-ACTIVATIONS = {"silu": nn.SiLU, "relu6": nn.ReLU6}
+ACTIVATIONS = {"silu": nn.SiLU, "relu6": nn.ReLU6, "relu": nn.ReLU}
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

@@ -16,8 +16,8 @@ from torch import nn
 from ..preprocess import PreprocessSpec
 from ..weights import mark_seeded
 
-__all__ = ["ModelConfig", "ModelEntry", "create_model", "get_model_entry", "imagenet_labels", "list_models",
-           "register_model"]
+__all__ = ["CITYSCAPES_CLASSES", "ModelConfig", "ModelEntry", "create_model", "get_model_entry", "imagenet_labels",
+           "list_models", "register_model"]
 
 DEFAULT_SEED = 0
 
@@ -31,8 +31,19 @@ def imagenet_labels() -> tuple[str, ...]:
     return labels
 
 
-def default_labels(num_classes: int) -> list[str]:
+TASKS = ("classify", "segment")
+
+
+def default_labels(num_classes: int, task: str = "classify") -> list[str]:
+    if task == "segment" and num_classes == len(CITYSCAPES_CLASSES):
+        return list(CITYSCAPES_CLASSES)
     return list(imagenet_labels()) if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+
+
+# Cityscapes' 19 evaluation classes in train-id order (the default of the segmenters).
+CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+                      "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+                      "motorcycle", "bicycle")
 
 
 @dataclass
@@ -44,15 +55,17 @@ class ModelConfig:
     options: dict = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    task: str = "classify"  # what the output means: "classify" (N x classes logits), "segment" (N x classes x H x W)
 
     def to_dict(self) -> dict:
         return {"arch": self.arch, "num_classes": self.num_classes, "options": dict(self.options),
-                "labels": list(self.labels), "preprocess": self.preprocess.to_dict()}
+                "labels": list(self.labels), "preprocess": self.preprocess.to_dict(), "task": self.task}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         return cls(arch=d["arch"], num_classes=int(d.get("num_classes", 1000)), options=dict(d.get("options", {})),
-                   labels=list(d.get("labels", [])), preprocess=PreprocessSpec.from_dict(d.get("preprocess", {})))
+                   labels=list(d.get("labels", [])), preprocess=PreprocessSpec.from_dict(d.get("preprocess", {})),
+                   task=d.get("task", "classify"))
 
 
 @dataclass(frozen=True)
@@ -62,16 +75,20 @@ class ModelEntry:
     preprocess: PreprocessSpec
     description: str
     attention: str
+    task: str = "classify"
+    num_classes: int = 1000  # default class count (19 Cityscapes classes for segmenters)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(preprocess: PreprocessSpec, description: str, attention: str = "-"):
+def register_model(preprocess: PreprocessSpec, description: str, attention: str = "-", task: str = "classify",
+                   num_classes: int = 1000):
     """Decorator: register a builder `fn(num_classes=..., **options) -> nn.Module` under its function name."""
+    assert task in TASKS, task
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, preprocess, description, attention)
+        _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, preprocess, description, attention, task, num_classes)
         return fn
 
     return wrap
@@ -79,12 +96,13 @@ def register_model(preprocess: PreprocessSpec, description: str, attention: str 
 
 def _import_variants() -> None:
     # Importing the family modules runs their @register_model decorators.
-    from . import mobilenetv2, vit, xformer  # noqa: F401
+    from . import mobilenetv2, segmentation, vit, xformer  # noqa: F401
 
 
-def list_models() -> list[str]:
+def list_models(task: str | None = None) -> list[str]:
+    """Registered names, all or those of one task ("classify", "segment")."""
     _import_variants()
-    return sorted(_REGISTRY)
+    return sorted(name for name, entry in _REGISTRY.items() if task is None or entry.task == task)
 
 
 def get_model_entry(name: str) -> ModelEntry:
@@ -95,7 +113,7 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int = 1000, labels: list[str] | None = None,
+def create_model(name: str, num_classes: int | None = None, labels: list[str] | None = None,
                  preprocess: PreprocessSpec | None = None, seed: int | None = DEFAULT_SEED, **options) -> nn.Module:
     """Build a registered variant in eval mode, with a `model_config` attribute describing it.
 
@@ -103,6 +121,7 @@ def create_model(name: str, num_classes: int = 1000, labels: list[str] | None = 
     weights are what a bare model name means); pass None to draw from the global RNG.
     """
     entry = get_model_entry(name)
+    num_classes = entry.num_classes if num_classes is None else num_classes
     if labels is not None and len(labels) != num_classes:
         raise ValueError(f"{len(labels)} labels given for {num_classes} classes")
     if seed is None:
@@ -112,8 +131,9 @@ def create_model(name: str, num_classes: int = 1000, labels: list[str] | None = 
             torch.manual_seed(seed)
             model = entry.builder(num_classes=num_classes, **options)
     model.model_config = ModelConfig(arch=name, num_classes=num_classes, options=copy.deepcopy(options),
-                                     labels=list(labels) if labels is not None else default_labels(num_classes),
-                                     preprocess=preprocess or entry.preprocess)
+                                     labels=list(labels) if labels is not None else default_labels(num_classes,
+                                                                                                    entry.task),
+                                     preprocess=preprocess or entry.preprocess, task=entry.task)
     mark_seeded(model)
     return model.eval()
 

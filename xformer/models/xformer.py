@@ -33,7 +33,8 @@ class XFormer(nn.Module):
     """stem -> MV2 (/2) -> 3x MV2 (/4) -> [MV2 s2 + XFormer block] x3 (/8, /16, /32) -> 1x1 conv -> pool -> FC."""
 
     def __init__(self, arch: XFormerArch, num_classes: int = 1000, attention: str = "xfa", num_heads: int = 4,
-                 ffn_ratio: float = 2.0, patch_size: int = 2, drop_rate: float = 0.1, block_dropout: float = 0.1):
+                 ffn_ratio: float = 2.0, patch_size: int = 2, drop_rate: float = 0.1, block_dropout: float = 0.1,
+                 features_only: bool = False):
         super().__init__()
         stem, c1, c2, c3, c4, c5 = arch.channels
         exp = arch.expansion
@@ -47,11 +48,12 @@ class XFormer(nn.Module):
                 InvertedResidual(c_in, c_out, 2, exp),
                 XFormerBlock(c_out, dim, depth, attention, num_heads, ffn_ratio, patch_size, block_dropout)))
         self.layer3, self.layer4, self.layer5 = stages
-        head = arch.head_channels or min(4 * c5, 960)
-        self.head_conv = ConvNormAct(c5, head, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(head, num_classes)
+        if not features_only:  # a backbone for dense heads has no classifier
+            head = arch.head_channels or min(4 * c5, 960)
+            self.head_conv = ConvNormAct(c5, head, 1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.dropout = nn.Dropout(drop_rate)
+            self.classifier = nn.Linear(head, num_classes)
         self.feature_channels = (c2, c3, c4, c5)
         self.feature_strides = (4, 8, 16, 32)
         self._init_weights()

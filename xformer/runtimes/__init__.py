@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..errors import ModelFileError
 from ..logs import quiet_native
-from .base import Prediction, Runtime, TensorInfo, top_k
+from .base import Prediction, Runtime, SegmentationMask, TensorInfo, top_k
 
-__all__ = ["Prediction", "Runtime", "TensorInfo", "load", "top_k"]
+__all__ = ["Prediction", "Runtime", "SegmentationMask", "TensorInfo", "load", "top_k"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ModelFileError
 from ..models.registry import ModelConfig
-from ..preprocess import PreprocessSpec, preprocess
+from ..preprocess import PreprocessSpec, load_image, preprocess
 
-__all__ = ["Prediction", "Runtime", "TensorInfo", "softmax", "top_k"]
+__all__ = ["Prediction", "Runtime", "SegmentationMask", "TensorInfo", "softmax", "top_k"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,29 @@ class Prediction:
     label: str
     score: float  # softmax probability
     logit: float
+
+
+@dataclass(frozen=True)
+class SegmentationMask:
+    """A segmenter's answer for one image: a class id per pixel of the image as given, and how to draw it."""
+
+    mask: np.ndarray  # (height, width) class ids, at the image's own size
+    labels: list[str]
+    palette: list[tuple[int, int, int]]
+
+    def areas(self) -> dict[str, float]:
+        """Share of the image's pixels per class present, largest first."""
+        counts = np.bincount(self.mask.reshape(-1), minlength=len(self.labels)) / self.mask.size
+        order = np.argsort(-counts, kind="stable")
+        return {self.labels[i]: float(counts[i]) for i in order if counts[i] > 0}
+
+    def colour(self) -> Image.Image:
+        """The mask in the palette's colours."""
+        return Image.fromarray(np.asarray(self.palette, np.uint8)[self.mask])
+
+    def overlay(self, image, alpha: float = 0.5) -> Image.Image:
+        """The colour mask blended over the image (path, PIL image or HxWx3 uint8 array)."""
+        return Image.blend(load_image(image), self.colour(), alpha)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -79,10 +103,26 @@ class Runtime(ABC):
         array = np.asarray(array, dtype=np.float32)
         return self._run(self._to_input_layout(array))
 
-    def predict(self, image, k: int = 5) -> list[Prediction]:
-        """Top-k predictions for one image (path, PIL image or HxWx3 uint8 array), using the embedded contract."""
+    def predict(self, image, k: int = 5) -> list[Prediction] | SegmentationMask:
+        """For one image (path, PIL image or HxWx3 uint8 array), using the embedded contract: the top-k classes of
+        a classifier, or the mask of a segmenter (`k` unused)."""
         logits = self.run(preprocess(image, self.preprocess_spec))
+        if self.config.task == "segment":
+            return self._mask(logits, load_image(image).size)
         return top_k(logits[0], self.config.labels, k)
+
+    def _mask(self, logits: np.ndarray, size: tuple[int, int]) -> SegmentationMask:
+        """Stride-4 logits -> argmax at the input size (bilinear, as scored) -> nearest-resized to the image's
+        (width, height); the segmenters' contract resizes the whole image, so no crop needs undoing."""
+        import torch
+
+        from ..models.segmentation import palette, upsample_logits
+
+        height, width = self.config.preprocess.input_size
+        logits = np.asarray(logits, np.float32).reshape(1, self.config.num_classes, *np.shape(logits)[-2:])
+        ids = upsample_logits(torch.from_numpy(logits), (height, width)).argmax(1)[0].numpy().astype(np.uint8)
+        mask = np.asarray(Image.fromarray(ids).resize(size, Image.Resampling.NEAREST))
+        return SegmentationMask(mask, list(self.config.labels), palette(self.config.labels))
 
     def _to_input_layout(self, array: np.ndarray) -> np.ndarray:
         expected = self.inputs[0].shape

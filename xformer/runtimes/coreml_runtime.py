@@ -74,5 +74,6 @@ class CoreMLRuntime(Runtime):
         for row in array:
             value = self._pixels(row) if self.image_input else row[None]
             logits = self.model.predict({self.inputs[0].name: value})["logits"]
-            rows.append(np.asarray(logits, np.float32).reshape(1, -1))
+            logits = np.asarray(logits, np.float32)
+            rows.append(logits.reshape(1, *logits.shape[-3:]) if logits.ndim == 4 else logits.reshape(1, -1))
         return np.concatenate(rows)

@@ -31,7 +31,8 @@ class TorchRuntime(Runtime):
                          "torch_version": torch.__version__}
         # Any batch and any size that is a multiple of 32: only the layout is fixed.
         self.inputs = [TensorInfo("image", (-1, 3, -1, -1), "float32", "NCHW")]
-        self.outputs = [TensorInfo("logits", (1, config.num_classes), "float32")]
+        shape = (1, config.num_classes, -1, -1) if config.task == "segment" else (1, config.num_classes)
+        self.outputs = [TensorInfo("logits", shape, "float32")]
         self.version = torch.__version__
 
     def _run(self, array: np.ndarray) -> np.ndarray:

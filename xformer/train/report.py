@@ -24,8 +24,11 @@ def write_metrics(history: list[dict], run_dir: Path) -> None:
             tmp.write_text(text)
 
 
+SCORE_NAMES = {"top1": "top-1", "top5": "top-5", "miou": "mIoU", "pixel_acc": "pixel accuracy"}
+
+
 def write_curves(history: list[dict], path: Path) -> None:
-    """Loss, top-1 and learning rate against epochs, one panel each."""
+    """Loss, validation scores (top-1, mIoU, ...) and learning rate against epochs, one panel each."""
     require("matplotlib", "the training-curve plot", "train").use("Agg")
     plt = require("matplotlib.pyplot", "the training-curve plot", "train")
 
@@ -35,9 +38,9 @@ def write_curves(history: list[dict], path: Path) -> None:
     loss.plot(epochs, [r["val_loss"] for r in history], label="val")
     loss.set(title="loss", xlabel="epoch")
     loss.legend()
-    top1.plot(epochs, [100 * r["top1"] for r in history], label="top-1")
-    top1.plot(epochs, [100 * r["top5"] for r in history], label="top-5")
-    top1.set(title="val accuracy (%)", xlabel="epoch")
+    for key in [k for k in history[0] if k not in ("epoch", "train_loss", "val_loss", "lr", "seconds")]:
+        top1.plot(epochs, [100 * r[key] for r in history], label=SCORE_NAMES.get(key, key))
+    top1.set(title="val scores (%)", xlabel="epoch")
     top1.legend()
     lr.plot(epochs, [r["lr"] for r in history])
     lr.set(title="learning rate (end of epoch)", xlabel="epoch")

@@ -31,12 +31,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ..checkpoint import atomic_path, load_model, save_checkpoint
-from ..datasets import EvalTransform, ImageFolder, RandomResizedCropFlip, find_split
 from ..errors import CheckpointError, DataError, OptionError, XFormerError
 from ..models import create_model, get_model_entry, list_models
 from ..models.registry import ModelConfig
 from .distributed import DistributedContext, setup_distributed
-from .validator import ClassificationMetrics
+from .report import SCORE_NAMES
+from .tasks import Task, get_task
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -50,7 +50,7 @@ class TrainConfig:
     """Every `xformer train` option; a resumed run must repeat the ones that change what is computed."""
 
     source: str  # registered model name (from scratch) or checkpoint (fine-tune)
-    data: str  # image folder root with train/ and val/ splits of class folders
+    data: str  # data set root with train/ and val/ splits (class folders, or images/masks pairs)
     epochs: int = 30
     batch: int = 64  # global batch: split evenly across torchrun processes
     lr: float = 2e-3
@@ -58,9 +58,11 @@ class TrainConfig:
     warmup_epochs: float = 3.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.9995
-    imgsz: int | None = None  # default: the model's (or checkpoint's) input size
-    crop_scale: float = 0.08  # smallest crop area fraction of the random resized crop
+    imgsz: int | str | None = None  # 256 or "HxW"; default: the model's (or checkpoint's) input size
+    crop_scale: float = 0.08  # classification: smallest crop area fraction of the random resized crop
     hflip: float = 0.5
+    scale_min: float = 0.5  # segmentation: range of the random rescale before the crop
+    scale_max: float = 2.0
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16
     seed: int = 0
     new_head: bool = False  # fine-tune: a fresh classifier even when the class count matches
@@ -80,7 +82,8 @@ class TrainResult:
     run_dir: Path
     best: Path
     last: Path
-    best_top1: float
+    fitness: str  # the metric that picked the best checkpoint (top1, miou)
+    best_fitness: float
     best_epoch: int
     history: list[dict]
     seconds: float
@@ -90,11 +93,18 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _check_size(size: int) -> int:
-    if size <= 0 or size % 32:
-        raise OptionError(f"--imgsz {size} is not a multiple of 32 (the network's stride); "
-                           f"try {max(32, round(size / 32) * 32)}")
-    return size
+def _check_size(size: int | str) -> tuple[int, int]:
+    """(height, width) of --imgsz 256 or 256x512; both multiples of 32."""
+    try:
+        height, width = (int(size), int(size)) if isinstance(size, int) or "x" not in str(size) else \
+            (int(v) for v in str(size).lower().split("x"))
+    except ValueError as err:
+        raise OptionError(f"--imgsz {size!r} is not a size; give 256 or HxW such as 256x512") from err
+    for side in (height, width):
+        if side <= 0 or side % 32:
+            raise OptionError(f"--imgsz {size} is not a multiple of 32 (the network's stride); "
+                              f"try {max(32, round(side / 32) * 32)}")
+    return height, width
 
 
 def _run_dir(config: TrainConfig, arch: str) -> Path:
@@ -110,6 +120,18 @@ def _run_dir(config: TrainConfig, arch: str) -> Path:
         n += 1
         candidate = base.with_name(f"{arch}{n}")
     return candidate
+
+
+def _source_task(config: TrainConfig, state: dict | None) -> str:
+    """The task of what is trained: the resumed run's, the registered model's, or the checkpoint's."""
+    if state is not None:
+        return ModelConfig.from_dict(state["model_config"]).task
+    if config.source in list_models():
+        return get_model_entry(config.source).task
+    if not Path(config.source).is_file():
+        raise CheckpointError(f"{config.source!r} is neither a model name nor a checkpoint file; models: "
+                           f"{', '.join(list_models())}")
+    return load_model(config.source, config.model)[0].model_config.task
 
 
 def _build_model(config: TrainConfig, classes: list[str], console: Console | None) -> nn.Module:
@@ -190,17 +212,15 @@ def _autocast(amp: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype), amp == "fp16"
 
 
-def _evaluate(model: nn.Module, dataset: ImageFolder, ctx: DistributedContext, batch: int, workers: int) -> dict:
+def _evaluate(model: nn.Module, task: Task, dataset, ctx: DistributedContext, batch: int, workers: int) -> dict:
     """Metrics of `model` on the val split; each rank takes every world_size-th image and the sums are reduced."""
     shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
-    loader = torch.utils.data.DataLoader(shard, batch_size=batch, num_workers=workers)
-    metrics = ClassificationMetrics(model.model_config.num_classes)
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch, num_workers=workers, collate_fn=task.collate)
+    metrics = task.metrics(model.model_config.num_classes)
     model.eval()
     with torch.inference_mode():
-        for images, labels in loader:
-            logits = model(images.to(ctx.device)).float()
-            loss = nn.functional.cross_entropy(logits, labels.to(ctx.device), reduction="sum").item()
-            metrics.update(logits, labels, loss)
+        for images, targets in loader:
+            metrics.update(model(images.to(ctx.device)).float(), targets)
     metrics.all_reduce()
     return metrics.summary(model.model_config.labels)
 
@@ -265,11 +285,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     workers = config.workers if config.workers is not None else min(4, max(1, cores // ctx.world_size))
     torch.manual_seed(config.seed + ctx.rank)  # augmentation differs per rank; weights are broadcast by DDP
 
-    train_root, val_root = find_split(config.data, "train"), find_split(config.data, "val")
-    if train_root == val_root:
-        raise DataError(f"{config.data} needs train/ and val/ splits of class folders to train on "
-                        f"({config.data}/train/CLASS/image.jpg); `xformer dataset digits DIR` writes an example")
-    train_set = ImageFolder(train_root, strict=config.strict)
+    task = get_task(_source_task(config, state))
+    train_set = task.train_data(config.data, config.strict)
     classes = train_set.classes
     if state is not None:
         model = create_model(**_model_kwargs(state["model_config"]), seed=config.seed)
@@ -279,8 +296,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     else:
         model = _build_model(config, classes, console)
     spec = model.model_config.preprocess
-    train_set.transform = RandomResizedCropFlip(spec, scale=(config.crop_scale, 1.0), hflip=config.hflip)
-    val_set = ImageFolder(val_root, EvalTransform(spec), strict=config.strict, classes=classes)
+    train_set.transform = task.train_transform(spec, config)
+    val_set = task.val_data(config.data, spec, classes, config.strict)
     skipped = train_set.skipped + val_set.skipped
     if skipped:
         say(f"[yellow]skipped {len(skipped)} unreadable image(s)[/] (first: {skipped[0][0]}: {skipped[0][1]}); "
@@ -295,7 +312,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
                                          generator=torch.Generator().manual_seed(config.seed + ctx.rank))
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise DataError(f"{train_root} holds {len(train_set)} images, fewer than one batch per process; "
+        raise DataError(f"{config.data} holds {len(train_set)} training images, fewer than one batch per process; "
                         "lower --batch")
 
     model.to(ctx.device)
@@ -306,7 +323,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, warmup_steps))
     autocast, needs_scaler = _autocast(config.amp, ctx.device)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=needs_scaler)
-    history, best_top1, best_epoch, first_epoch = [], -1.0, 0, 0
+    history, best_fitness, best_epoch, first_epoch = [], -1.0, 0, 0
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -314,7 +331,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         history, first_epoch = list(state["history"]), int(state["epoch"])
-        best_top1, best_epoch = float(state["best_top1"]), int(state["best_epoch"])
+        best_fitness, best_epoch = float(state["best_fitness"]), int(state["best_epoch"])
         say(f"resuming {run_dir} at epoch {first_epoch + 1}/{config.epochs}" if first_epoch < config.epochs
             else f"{run_dir} finished all {config.epochs} epochs already", highlight=False)
     run_dir = run_dir or _run_dir(config, model.model_config.arch)
@@ -322,7 +339,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     # which is correct, and would warn about it from every process.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ddp = nn.parallel.DistributedDataParallel(model) if ctx.is_distributed else model
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = task.criterion(config)
     if console is not None and state is None:
         say(f"training {model.model_config.arch} on {len(train_set)} images in {len(classes)} classes "
             f"({len(val_set)} val), {config.epochs} epochs x {steps_per_epoch} steps of {config.batch} images"
@@ -332,7 +349,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=console is None) as progress:
-        task = progress.add_task("train", total=(config.epochs - first_epoch) * steps_per_epoch,
+        bar = progress.add_task("train", total=(config.epochs - first_epoch) * steps_per_epoch,
                                  epoch=f"{first_epoch + 1}/{config.epochs}", loss=float("nan"), lr=config.lr)
         for epoch in range(first_epoch, config.epochs):
             epoch_start = time.perf_counter()
@@ -354,31 +371,33 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
                 ema.update_parameters(model)
                 loss_sum += loss.item() * len(labels)
                 seen += len(labels)
-                progress.update(task, advance=1, epoch=f"{epoch + 1}/{config.epochs}", loss=loss_sum / seen,
+                progress.update(bar, advance=1, epoch=f"{epoch + 1}/{config.epochs}", loss=loss_sum / seen,
                                 lr=scheduler.get_last_lr()[0])
             loss_sum, seen = ctx.all_reduce_sum([loss_sum, float(seen)])
-            metrics = _evaluate(ema.module, val_set, ctx, batch=max(per_rank, 32), workers=0)
+            metrics = _evaluate(ema.module, task, val_set, ctx, batch=max(per_rank, 32), workers=0)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_loss": metrics["loss"],
-                   "top1": metrics["top1"], "top5": metrics["top5"], "lr": scheduler.get_last_lr()[0],
+                   **{key: metrics[key] for key in task.columns}, "lr": scheduler.get_last_lr()[0],
                    "seconds": time.perf_counter() - epoch_start}
             history.append(row)
-            improved = row["top1"] > best_top1
+            improved = row[task.fitness] > best_fitness
             if improved:
-                best_top1, best_epoch = row["top1"], epoch + 1
+                best_fitness, best_epoch = row[task.fitness], epoch + 1
             if ctx.is_primary:
-                _save(run_dir, config, model, ema, optimizer, scheduler, scaler, history, best_top1, best_epoch,
+                _save(run_dir, config, model, ema, optimizer, scheduler, scaler, history, best_fitness, best_epoch,
                       improved, metrics)
+                scores = ", ".join(f"{SCORE_NAMES.get(key, key)} {row[key]:.2%}" for key in task.columns)
                 say(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss "
-                    f"{row['val_loss']:.4f}, top-1 {row['top1']:.2%}, top-5 {row['top5']:.2%}, "
+                    f"{row['val_loss']:.4f}, {scores}, "
                     f"{row['seconds']:.0f} s{'  (best)' if improved else ''}", highlight=False)
     ctx.barrier()
     seconds = time.perf_counter() - start_time
-    say(f"best top-1 {best_top1:.2%} at epoch {best_epoch}; {seconds:.0f} s. Files in {run_dir}: best.safetensors, "
+    say(f"best {SCORE_NAMES.get(task.fitness, task.fitness)} {best_fitness:.2%} at epoch {best_epoch}; "
+        f"{seconds:.0f} s. Files in {run_dir}: best.safetensors, "
         "last.safetensors, metrics.csv, metrics.json, curves.png", highlight=False)
     say(f"next: xformer val {run_dir / 'best.safetensors'} --data {config.data}    "
         f"xformer export {run_dir / 'best.safetensors'} --formats onnx,tflite", highlight=False)
-    return TrainResult(run_dir, run_dir / "best.safetensors", run_dir / "last.safetensors", best_top1, best_epoch,
-                       history, seconds)
+    return TrainResult(run_dir, run_dir / "best.safetensors", run_dir / "last.safetensors", task.fitness,
+                       best_fitness, best_epoch, history, seconds)
 
 
 def _model_kwargs(model_config: dict) -> dict:
@@ -388,7 +407,7 @@ def _model_kwargs(model_config: dict) -> dict:
 
 
 def _save(run_dir: Path, config: TrainConfig, model: nn.Module, ema: AveragedModel, optimizer, scheduler, scaler,
-          history: list[dict], best_top1: float, best_epoch: int, improved: bool, metrics: dict) -> None:
+          history: list[dict], best_fitness: float, best_epoch: int, improved: bool, metrics: dict) -> None:
     """Checkpoints, resume state, metrics and curves after an epoch: each file written atomically."""
     from .report import write_curves, write_metrics
 
@@ -401,7 +420,7 @@ def _save(run_dir: Path, config: TrainConfig, model: nn.Module, ema: AveragedMod
     state = {"config": config.to_dict(), "model_config": model.model_config.to_dict(), "epoch": len(history),
              "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "history": history,
-             "best_top1": best_top1, "best_epoch": best_epoch}
+             "best_fitness": best_fitness, "best_epoch": best_epoch}
     with atomic_path(run_dir / RESUME_NAME) as tmp:
         torch.save(state, tmp)
     write_metrics(history, run_dir)

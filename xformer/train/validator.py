@@ -1,4 +1,4 @@
-"""Classification accuracy on an image folder, for a checkpoint or any exported file.
+"""Scores of a checkpoint or any exported file on a data set: classification accuracy, segmentation mIoU.
 
 One validator serves `xformer val`, the accuracy column of `xformer bench --data` and the trainer's evaluation
 after every epoch: the images go through the preprocessing contract embedded in the model (the same
@@ -19,11 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from ..checkpoint import load_model, weights_sha256
-from ..datasets import EvalTransform, ImageFolder, find_split
 from ..errors import CheckpointError
 from ..models import create_model
 from ..runtimes import Runtime, load
 from ..runtimes.torch_runtime import TorchRuntime
+from .tasks import get_task
 
 __all__ = ["ClassificationMetrics", "ValResult", "evaluate_runtime", "reference_for", "validate"]
 
@@ -37,9 +37,9 @@ class ClassificationMetrics:
         self.per_class = torch.zeros(num_classes, 3, dtype=torch.float64)
         self.totals = torch.zeros(3, dtype=torch.float64)
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss_sum: float = 0.0,
-               reference: torch.Tensor | None = None) -> None:
-        logits, labels = logits.detach().float().cpu(), labels.cpu()
+    def update(self, logits, labels: torch.Tensor, reference=None) -> None:
+        logits, labels = torch.as_tensor(logits).detach().float().cpu(), labels.cpu()
+        loss_sum = nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hit1 = (top[:, 0] == labels).double()
@@ -48,7 +48,7 @@ class ClassificationMetrics:
             self.per_class[:, column].index_add_(0, labels, values)
         self.totals[0] += loss_sum
         if reference is not None:
-            self.totals[1] += float((reference.argmax(1).cpu() == top[:, 0]).sum())
+            self.totals[1] += float((torch.as_tensor(reference).argmax(1).cpu() == top[:, 0]).sum())
             self.totals[2] += len(labels)
 
     def all_reduce(self) -> None:
@@ -74,24 +74,32 @@ class ClassificationMetrics:
 
 @dataclass
 class ValResult:
-    """Accuracy of one model file on one image folder; `agreement` is top-1 agreement with the PyTorch weights."""
+    """Scores of one model file on one data set. `metrics` is the task's summary (classification: top1, top5,
+    per_class; segmentation: miou, pixel_acc, per-class IoU, confusion); its keys also read as attributes.
+    `agreement` is top-1 (or argmax pixel) agreement with the PyTorch weights."""
 
     source: str
     format: str
     precision: str
     runtime: str
     data: str
+    task: str
     images: int
-    top1: float
-    top5: float
-    per_class: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
     agreement: float | None = None
     reference: str | None = None
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def __getattr__(self, name: str):
+        metrics = self.__dict__.get("metrics", {})
+        if name in metrics:
+            return metrics[name]
+        raise AttributeError(name)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return {**{k: v for k, v in d.items() if k != "metrics"}, **self.metrics}
 
 
 def reference_for(runtime: Runtime, ckpt: str | None = None, model_name: str | None = None) -> nn.Module | None:
@@ -112,43 +120,46 @@ def reference_for(runtime: Runtime, ckpt: str | None = None, model_name: str | N
     return model if weights_sha256(model) == expected else None
 
 
-def evaluate_runtime(runtime: Runtime, dataset: ImageFolder, reference: nn.Module | None = None, batch: int = 32,
+def evaluate_runtime(runtime: Runtime, dataset, reference: nn.Module | None = None, batch: int = 32,
                      workers: int = 0, progress: Console | None = None) -> dict:
-    """Metrics summary of `runtime` on `dataset` (built with the runtime's own contract)."""
+    """Metrics summary of `runtime` on `dataset` (built with the runtime's own contract), by the file's task."""
+    task = get_task(runtime.config.task)
     fixed = runtime.inputs[0].shape[0]
-    loader = torch.utils.data.DataLoader(dataset, batch_size=fixed if fixed > 0 else batch, num_workers=workers)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=fixed if fixed > 0 else batch, num_workers=workers,
+                                         collate_fn=task.collate)
     classes = runtime.config.labels
-    metrics = ClassificationMetrics(len(classes))
+    metrics = task.metrics(len(classes))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=progress, transient=True, disable=progress is None) as bar:
-        task = bar.add_task(f"val {runtime.path.name}", total=len(dataset))
-        for images, labels in loader:
-            logits = torch.from_numpy(np.asarray(runtime.run(images.numpy())))
-            loss = nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
+        bar_task = bar.add_task(f"val {runtime.path.name}", total=len(dataset))
+        for images, targets in loader:
+            outputs = torch.from_numpy(np.asarray(runtime.run(images.numpy())))
             expected = None
             if reference is not None:
                 with torch.inference_mode():
                     expected = reference(images)
-            metrics.update(logits, labels, loss, expected)
-            bar.update(task, advance=len(labels))
+            metrics.update(outputs, targets, expected)
+            bar.update(bar_task, advance=len(images))
     return metrics.summary(classes)
 
 
 def validate(source: str | Path, data: str | Path, *, ckpt: str | None = None, model_name: str | None = None,
              batch: int = 32, threads: int | None = None, workers: int = 0, strict: bool = False,
              progress: Console | None = None) -> ValResult:
-    """Top-1/top-5 and per-class accuracy of a checkpoint or exported file on `data` (a data set root, whose
-    val/ split is used, or a folder of class folders), with agreement against the PyTorch weights when known."""
+    """Scores of a checkpoint or exported file on `data` (a data set root, whose val/ split is used, or one
+    split), by the file's task, with agreement against the PyTorch weights when known."""
     start = time.perf_counter()
     runtime = load(source, threads=threads, **({"model_name": model_name} if model_name else {}))
     reference = reference_for(runtime, ckpt, model_name)
-    folder = find_split(data, "val")
-    dataset = ImageFolder(folder, EvalTransform(runtime.preprocess_spec), strict=strict, classes=runtime.config.labels)
+    task = get_task(runtime.config.task)
+    dataset = task.val_data(str(data), runtime.preprocess_spec, runtime.config.labels, strict)
     summary = evaluate_runtime(runtime, dataset, reference, batch=batch, workers=workers, progress=progress)
     export_info = runtime.metadata.get("export", {})
+    folder = getattr(dataset, "root", data)
+    agreement = summary.pop("agreement")
+    images = summary.pop("images")
     return ValResult(source=str(source), format=export_info.get("format", "torch"),
                      precision=export_info.get("precision", "fp32"), runtime=runtime.name, data=str(folder),
-                     images=summary["images"], top1=summary["top1"], top5=summary["top5"],
-                     per_class=summary["per_class"], agreement=summary["agreement"],
+                     task=task.name, images=images, metrics=summary, agreement=agreement,
                      reference=ckpt or ("seeded weights" if reference is not None else None),
                      skipped=[str(p) for p, _ in dataset.skipped], seconds=time.perf_counter() - start)
