@@ -83,8 +83,11 @@ def ratio_rows(results: list[BenchResult]) -> list[dict]:
     rows = []
     for x in (r for r in ok if r.model.startswith("xformer")):
         peers = [r for r in ok if not r.model.startswith("xformer") and setting(r) == setting(x)]
-        same_size = [r for r in peers if tuple(r.input_size) == tuple(x.input_size)]
-        for peer in same_size or peers:  # a peer measured at this size too (--imgsz) is compared size for size
+        chosen = []
+        for model in dict.fromkeys(r.model for r in peers):  # a peer measured at this size too is compared size
+            runs = [r for r in peers if r.model == model]     # for size (--imgsz), else at its own size
+            chosen += [r for r in runs if tuple(r.input_size) == tuple(x.input_size)] or runs
+        for peer in chosen:
             rows.append({"xformer": x.model, "peer": peer.model, "format": x.format, "precision": x.precision,
                          "runtime": _where(x), "threads": x.threads, "xformer_ms": x.median_ms,
                          "peer_ms": peer.median_ms, "ratio": x.median_ms / peer.median_ms})
