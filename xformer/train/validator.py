@@ -25,51 +25,7 @@ from ..runtimes import Runtime, load
 from ..runtimes.torch_runtime import TorchRuntime
 from .tasks import get_task
 
-__all__ = ["ClassificationMetrics", "ValResult", "evaluate_runtime", "reference_for", "validate"]
-
-
-class ClassificationMetrics:
-    """Running sums of top-1 and top-5 hits per class (and of the loss and of agreement with a reference)."""
-
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
-        # per class: images, top-1 hits, top-5 hits; then loss sum, agreeing predictions, compared predictions
-        self.per_class = torch.zeros(num_classes, 3, dtype=torch.float64)
-        self.totals = torch.zeros(3, dtype=torch.float64)
-
-    def update(self, logits, labels: torch.Tensor, reference=None) -> None:
-        logits, labels = torch.as_tensor(logits).detach().float().cpu(), labels.cpu()
-        loss_sum = nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        hit1 = (top[:, 0] == labels).double()
-        hit5 = (top == labels[:, None]).any(1).double()
-        for column, values in enumerate((torch.ones_like(hit1), hit1, hit5)):
-            self.per_class[:, column].index_add_(0, labels, values)
-        self.totals[0] += loss_sum
-        if reference is not None:
-            self.totals[1] += float((torch.as_tensor(reference).argmax(1).cpu() == top[:, 0]).sum())
-            self.totals[2] += len(labels)
-
-    def all_reduce(self) -> None:
-        """Sum every rank's counts (no-op outside torch.distributed)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for tensor in (self.per_class, self.totals):
-                torch.distributed.all_reduce(tensor)
-
-    @property
-    def count(self) -> int:
-        return int(self.per_class[:, 0].sum())
-
-    def summary(self, classes: list[str]) -> dict:
-        n = self.per_class[:, 0]
-        total = max(float(n.sum()), 1.0)
-        per_class = {name: {"images": int(n[i]), "top1": float(self.per_class[i, 1] / n[i]) if n[i] else None}
-                     for i, name in enumerate(classes) if n[i]}
-        return {"images": int(n.sum()), "top1": float(self.per_class[:, 1].sum() / total),
-                "top5": float(self.per_class[:, 2].sum() / total), "loss": float(self.totals[0] / total),
-                "agreement": float(self.totals[1] / self.totals[2]) if self.totals[2] else None,
-                "per_class": per_class}
+__all__ = ["ValResult", "evaluate_runtime", "reference_for", "validate"]
 
 
 @dataclass
