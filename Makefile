@@ -31,8 +31,8 @@ demo: setup
 	$(BIN)/xformer export $(DEMO)/train/best.safetensors --formats onnx,tflite,coreml --out $(DEMO)/export
 	$(BIN)/xformer export $(DEMO)/train/best.safetensors --formats tflite --precisions int8 \
 		--calib $(DEMO)/digits/train --out $(DEMO)/export
-	$(BIN)/xformer predict $(DEMO)/export/xformer_xxs_fp32.tflite -k 3 \
-		$$(find $(DEMO)/digits/val -name '*.png' | sort | awk 'NR % 108 == 1')
+	$(BIN)/xformer predict $(DEMO)/export/xformer_xxs_fp32.tflite \
+		$$(find $(DEMO)/digits/val -name '*.png' | sort | awk 'NR % 108 == 1') -k 3
 	$(BIN)/xformer val $(DEMO)/export/xformer_xxs_int8.tflite --data $(DEMO)/digits --ckpt $(DEMO)/train/best.safetensors
 	$(BIN)/xformer bench $(DEMO)/train/best.safetensors $(DEMO)/export/xformer_xxs_fp32.onnx \
 		$(DEMO)/export/xformer_xxs_fp32.tflite $(DEMO)/export/xformer_xxs_int8.tflite --formats torch \
