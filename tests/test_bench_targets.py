@@ -49,7 +49,7 @@ def test_android_target_without_a_device_fails_clearly(private_adb_server, tmp_p
         AdbDevice("emulator-5554")
     binary = tmp_path / "benchmark_model"
     binary.write_text("#!/bin/sh\n")
-    assert main(["bench", "xformer_xxs", "--target", "android", "--benchmark-model", str(binary)]) == 2
+    assert main(["bench", "xformer_xxs", "--target", "android", "--benchmark-model", str(binary)]) == 1  # DeviceError
     err = capsys.readouterr().err
     assert "error:" in err and "no Android device attached" in err and "Traceback" not in err
 
