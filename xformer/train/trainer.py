@@ -35,6 +35,8 @@ from ..errors import CheckpointError, DataError, OptionError, XFormerError
 from ..models import create_model, get_model_entry, list_models
 from ..models.registry import ModelConfig
 from .distributed import DistributedContext, setup_distributed
+from .interrupt import check as check_interrupt
+from .interrupt import deferred_interrupt
 from .report import SCORE_NAMES
 from .tasks import Task, get_task
 
@@ -267,7 +269,8 @@ def train(given: dict, resume: str | None = None, console: Console | None = None
     config = TrainConfig(**values)
     ctx = setup_distributed(config.device)
     try:
-        return _train(config, ctx, state, run_dir if resume else None, console if ctx.is_primary else None)
+        with deferred_interrupt():
+            return _train(config, ctx, state, run_dir if resume else None, console if ctx.is_primary else None)
     finally:
         ctx.close()
 
@@ -373,6 +376,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
                 seen += len(labels)
                 progress.update(bar, advance=1, epoch=f"{epoch + 1}/{config.epochs}", loss=loss_sum / seen,
                                 lr=scheduler.get_last_lr()[0])
+                check_interrupt()
             loss_sum, seen = ctx.all_reduce_sum([loss_sum, float(seen)])
             metrics = _evaluate(ema.module, task, val_set, ctx, batch=max(per_rank, 32), workers=0)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_loss": metrics["loss"],
@@ -389,6 +393,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
                 say(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss "
                     f"{row['val_loss']:.4f}, {scores}, "
                     f"{row['seconds']:.0f} s{'  (best)' if improved else ''}", highlight=False)
+            check_interrupt()
     ctx.barrier()
     seconds = time.perf_counter() - start_time
     say(f"best {SCORE_NAMES.get(task.fitness, task.fitness)} {best_fitness:.2%} at epoch {best_epoch}; "
