@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,15 +25,19 @@ def _cmd_models(args: argparse.Namespace) -> None:
     from .complexity import count_macs, count_params
     from .models import create_model, get_model_entry, list_models
 
-    table = Table(title="Registered models")
-    for column in ("name", "task", "params (M)", "GMACs", "input", "attention", "description"):
-        table.add_column(column, justify="right" if column in ("params (M)", "GMACs") else "left")
+    # Names are never cut: on a narrow terminal (80 columns) the description column is the one left out.
+    described = console.width >= 120
+    table = Table(title="Registered models", box=box.SIMPLE_HEAD)
+    for column in ("name", "task", "params (M)", "GMACs", "input", "attention"):
+        table.add_column(column, justify="right" if column in ("params (M)", "GMACs") else "left", no_wrap=True)
+    if described:
+        table.add_column("description", ratio=1)
     for name in list_models():
         entry = get_model_entry(name)
         model = create_model(name)
         size = entry.preprocess.input_size
         table.add_row(name, entry.task, f"{count_params(model) / 1e6:.2f}", f"{count_macs(model, size) / 1e9:.2f}",
-                      f"{size[0]}x{size[1]}", entry.attention, entry.description)
+                      f"{size[0]}x{size[1]}", entry.attention, *([entry.description] if described else []))
     console.print(table)
 
 
