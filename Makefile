@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-all lint clean
 
 setup: $(STAMP)
 
@@ -43,8 +43,15 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# Tests run in parallel processes (pytest-xdist, one file per process at a time, so module fixtures are built once).
+# `make test` leaves out the tests marked slow (each variant's conversions, the onnx2tf route): one smoke test per
+# format stays in. `make test-all` runs everything.
+PYTEST := $(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 test: lint
-	$(BIN)/python -m pytest
+	$(PYTEST) -m "not slow"
+
+test-all: lint
+	$(PYTEST)
 
 clean:
 	rm -rf runs build .pytest_cache .ruff_cache

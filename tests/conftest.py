@@ -10,6 +10,13 @@ from xformer.models import create_model, list_models
 
 CLASSIFIERS = list_models(task="classify")
 XFORMER_VARIANTS = [name for name in CLASSIFIERS if name.startswith(("xformer", "mobilevit"))]
+SMOKE_VARIANT = "xformer_s"
+
+
+def per_variant(names: list[str]) -> list:
+    """Parameters for a conversion run once per variant: the default model in the default run (the smoke test),
+    every other variant marked slow (`make test-all`), since each conversion costs seconds to a minute."""
+    return [name if name == SMOKE_VARIANT else pytest.param(name, marks=pytest.mark.slow) for name in names]
 # What `make demo` runs, shortened: xformer_xxs at 64x64 on the digits folder (about a minute and a half here).
 # No loader processes: forking a test process that has loaded JAX (through the TFLite quantiser) can deadlock;
 # the command-line runs in test_train.py use workers.

@@ -24,7 +24,7 @@ from xformer.export.parity import check_parity
 from xformer.preprocess import PreprocessSpec
 from xformer.runtimes import load
 
-from .conftest import CLASSIFIERS
+from .conftest import CLASSIFIERS, per_variant
 
 ct = pytest.importorskip("coremltools")
 MACOS = pytest.mark.skipif(sys.platform != "darwin", reason="CoreML prediction needs macOS")
@@ -121,7 +121,7 @@ def test_compression_shrinks_the_packages(xformer_s_packages):
     assert xformer_s_packages["int8"]["details"]["mil_parity"]["cosine"] > 0.99
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", per_variant(CLASSIFIERS))
 def test_every_variant_converts_and_its_mil_program_matches_pytorch(name, request, tmp_path):
     if name == "xformer_s":  # converted once already by the module fixture
         entry = request.getfixturevalue("xformer_s_packages")["fp32"]
