@@ -140,6 +140,13 @@ class Letterbox:
     pad_y: int
     resized: tuple[int, int]  # (width, height) of the scaled image inside the input
 
+    def to_image(self, boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+        """Boxes (N, 4) x1y1x2y2 in input pixels -> pixels of the (width, height) image, clipped to it."""
+        w, h = image_size
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        out = (boxes - np.array([self.pad_x, self.pad_y] * 2)) / np.array([self.scale_x, self.scale_y] * 2)
+        return np.clip(out, 0, [w, h, w, h]).astype(np.float32)
+
 
 def letterbox_geometry(image_size: tuple[int, int], input_size: tuple[int, int]) -> Letterbox:
     """The letterbox of an image of (width, height) `image_size` in an input of (height, width) `input_size`.
@@ -155,18 +162,13 @@ def letterbox_geometry(image_size: tuple[int, int], input_size: tuple[int, int])
 def boxes_to_image(boxes: np.ndarray, image_size: tuple[int, int], spec: PreprocessSpec) -> np.ndarray:
     """Boxes (N, 4) x1, y1, x2, y2 in model-input pixels -> the same boxes in pixels of the original (width,
     height) image, clipped to it. Handles the letterbox and the plain resize (crop="none" or no resize_size)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    w, h = image_size
-    height, width = spec.input_size
     if spec.resize_mode == "letterbox":
-        box = letterbox_geometry(image_size, spec.input_size)
-        scale, pad = np.array([box.scale_x, box.scale_y] * 2), np.array([box.pad_x, box.pad_y] * 2)
-    elif spec.resize_size is None or spec.crop == "none":
-        scale, pad = np.array([width / w, height / h] * 2), np.zeros(4)
-    else:
-        raise ValueError("boxes map back only from a letterbox or a whole-image resize, not from a center crop")
-    out = (boxes - pad) / scale
-    return np.clip(out, 0, [w, h, w, h]).astype(np.float32)
+        return letterbox_geometry(image_size, spec.input_size).to_image(boxes, image_size)
+    if spec.resize_size is None or spec.crop == "none":
+        height, width = spec.input_size
+        stretch = Letterbox(width / image_size[0], height / image_size[1], 0, 0, (width, height))
+        return stretch.to_image(boxes, image_size)
+    raise ValueError("boxes map back only from a letterbox or a whole-image resize, not from a center crop")
 
 
 def _letterbox(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
