@@ -195,7 +195,7 @@ def _cmd_dataset(args: argparse.Namespace) -> None:
     if args.name == "shapes":
         from .shapes import SHAPE_CLASSES, write_shapes
 
-        size = args.size or 160
+        size = args.size or 96
         train, val = args.train or 600, args.val or 150
         root = write_shapes(args.out, train=train, val=val, size=size)
         console.print(f"wrote {train} + {val} rendered images (up to {size}x{size}) with exact boxes of "
@@ -339,7 +339,7 @@ def _add_train_parsers(sub) -> None:
     p.add_argument("name", choices=("digits", "scenes", "shapes"), help="which data set")
     p.add_argument("out", help="folder to create")
     p.add_argument("--size", type=int, help="digits: PNG side (default 32); scenes: height, width is twice "
-                                            "(default 128); shapes: longest image side (default 160)")
+                                            "(default 128); shapes: longest image side (default 96)")
     p.add_argument("--train", type=int, help="scenes/shapes: training images (default 400/600)")
     p.add_argument("--val", type=int, help="scenes/shapes: held-out images (default 100/150)")
     p.set_defaults(func=_cmd_dataset)

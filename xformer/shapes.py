@@ -1,12 +1,13 @@
 """A generator of rendered shapes with exact boxes, in COCO's format: a detection set that needs no download and
 whose labels are right by construction.
 
-Each image holds 1-4 filled shapes of five classes (circle, square, triangle, cross, star) in random colours,
-sizes (a sixth to over half of the short side) and positions, on a noisy gradient with unlabelled clutter lines.
-Shapes may overlap, but a placement that would hide more than half of an earlier shape is redrawn, so every
-labelled object stays recognisable. A shape's box is the bounding box of its own pixels (drawn without
-anti-aliasing into its own mask), so boxes are exact. Image sizes vary (square, landscape and portrait) to
-exercise the letterbox. Every image comes from its own seeded generator, so any machine writes the same files.
+Each image holds 1-4 filled shapes of five classes (circle, square, triangle, cross, star) in random colours that
+stand out from what they cover, random sizes (a sixth to over half of the short side) and positions, on a noisy
+gradient with unlabelled clutter lines. Shapes may overlap, but a placement that would hide more than half of an
+earlier shape is redrawn, so every labelled object stays recognisable. A shape's box is the bounding box of its
+own pixels (drawn without anti-aliasing into its own mask), so boxes are exact. Image sizes vary (square,
+landscape and portrait) to exercise the letterbox. Every image comes from its own seeded generator, so any
+machine writes the same files.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _draw(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, 
         draw.polygon(outline, fill=fill)
 
 
-def render_shapes(seed: int, size: int = 160) -> tuple[Image.Image, list[dict]]:
+def render_shapes(seed: int, size: int = 96) -> tuple[Image.Image, list[dict]]:
     """One image and its objects: [{"category": index in SHAPE_CLASSES, "bbox": [x, y, w, h], "area": pixels}]."""
     rng = np.random.default_rng(seed)
     width, height = [(size, size), (size, size * 3 // 4), (size * 3 // 4, size)][int(rng.integers(0, 3))]
@@ -79,8 +80,11 @@ def render_shapes(seed: int, size: int = 160) -> tuple[Image.Image, list[dict]]:
             own = np.asarray(mask) > 0
             if own.sum() < 16 or any((m & own).sum() > 0.5 * m.sum() for m in masks):
                 continue  # too small once clipped by the border, or hiding most of an earlier shape
-            colour = tuple(int(c) for c in rng.uniform(0, 255, 3))
-            image.paste(Image.new("RGB", (width, height), colour), mask=mask)
+            under = np.asarray(image)[own].mean(0)
+            colour = rng.uniform(0, 255, 3)
+            while np.abs(colour - under).sum() < 150:  # a shape the colour of what it covers would be invisible
+                colour = rng.uniform(0, 255, 3)
+            image.paste(Image.new("RGB", (width, height), tuple(int(c) for c in colour)), mask=mask)
             x0, y0, x1, y1 = mask.getbbox()
             masks.append(own)
             objects.append({"category": kind, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": int(own.sum())})
@@ -89,7 +93,7 @@ def render_shapes(seed: int, size: int = 160) -> tuple[Image.Image, list[dict]]:
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), objects
 
 
-def write_shapes(root: str | Path, train: int = 600, val: int = 150, size: int = 160, seed: int = 0) -> Path:
+def write_shapes(root: str | Path, train: int = 600, val: int = 150, size: int = 96, seed: int = 0) -> Path:
     """`train` + `val` images as DIR/{train,val}/images/NNNN.png with DIR/{train,val}/annotations.json (COCO
     format: category ids 1..5 in SHAPE_CLASSES order), written to a temporary folder and renamed into place."""
     root = Path(root)

@@ -120,7 +120,8 @@ def _targets_in_input(targets: list[dict]) -> torch.Tensor:
 
 def _as_detections(outputs, anchors, config: NMSConfig) -> tuple[list[Detections], list[torch.Tensor] | None]:
     """Whatever a runtime returned (see the module docstring) -> per-image detections, and the raw maps if given."""
-    arrays = [torch.as_tensor(np.asarray(o)) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+    arrays = [o.detach().cpu() if isinstance(o, torch.Tensor) else torch.from_numpy(np.asarray(o))
+              for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     if len(arrays) == len(STRIDES) and all(a.ndim == 4 for a in arrays):
         return postprocess(*decode(arrays, anchors), config), arrays
     if len(arrays) == 2 and arrays[0].ndim == 3 and arrays[0].shape[-1] == 4 and arrays[1].ndim == 3:
