@@ -68,6 +68,13 @@ def test_write_shapes_gives_coco_splits_the_reader_accepts(tmp_path):
         write_shapes(root)
 
 
+def test_dataset_shapes_command(tmp_path, capsys):
+    assert main(["dataset", "shapes", str(tmp_path / "s"), "--train", "4", "--val", "2", "--size", "64"]) == 0
+    assert len(list((tmp_path / "s" / "train" / "images").glob("*.png"))) == 4
+    assert (tmp_path / "s" / "val" / "annotations.json").is_file()
+    assert "--imgsz 64" in capsys.readouterr().out
+
+
 def test_reader_clips_drops_and_maps_sparse_category_ids(tiny_coco):
     root, _ = tiny_coco
     data = CocoDetection(root, "val", transform=DetEvalTransform(SPEC))
