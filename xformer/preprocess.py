@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-__all__ = ["PreprocessSpec", "load_image", "preprocess"]
+__all__ = ["Letterbox", "PreprocessSpec", "boxes_to_image", "letterbox_geometry", "load_image", "preprocess"]
 
 INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
                   "bicubic": Image.Resampling.BICUBIC}
@@ -29,6 +29,12 @@ class PreprocessSpec:
     (or straight to `input_size` when `resize_size` is None) with `interpolation`; center-crop to
     `input_size`; multiply by `scale`; subtract `mean` and divide by `std` per channel (in `channel_order`);
     lay out as `layout` with a batch axis of 1.
+
+    `resize_mode="letterbox"` (detectors) replaces the resize and crop: the whole image is scaled by one
+    factor to fit inside `input_size` (aspect ratio kept, `letterbox_geometry` gives the exact numbers),
+    centred, and the borders are filled with `pad_value` in every channel (0-255 pixel units, before
+    `scale`/`mean`/`std`; 114 is the mid-grey Ultralytics and most YOLO ports use). Nothing is cropped, so
+    boxes map back to the image with `boxes_to_image`.
     """
 
     input_size: tuple[int, int] = (256, 256)  # (height, width)
@@ -40,6 +46,8 @@ class PreprocessSpec:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     channel_order: str = "RGB"
     layout: str = "NCHW"
+    resize_mode: str = "crop"  # "crop": resize_size + crop as above; "letterbox": fit, keep aspect, pad
+    pad_value: int = 114  # letterbox border, per channel, in 0-255 pixel units
 
     def __post_init__(self):
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
@@ -50,6 +58,10 @@ class PreprocessSpec:
             problems.append(f"input_size must be (height, width) > 0, got {self.input_size}")
         if self.interpolation not in INTERPOLATIONS:
             problems.append(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if self.resize_mode not in ("crop", "letterbox"):
+            problems.append(f"resize_mode must be 'crop' or 'letterbox', got {self.resize_mode!r}")
+        if not 0 <= self.pad_value <= 255:
+            problems.append(f"pad_value must be a pixel value in 0-255, got {self.pad_value}")
         if self.crop not in ("center", "none"):
             problems.append(f"crop must be 'center' or 'none', got {self.crop!r}")
         if self.channel_order not in ("RGB", "BGR"):
@@ -118,9 +130,60 @@ def load_image(source: str | Path | Image.Image | np.ndarray) -> Image.Image:
     return image.convert("RGB")
 
 
+@dataclass(frozen=True)
+class Letterbox:
+    """Where a letterboxed image sits in the input: input = image * (scale_x, scale_y) + (pad_x, pad_y)."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+    resized: tuple[int, int]  # (width, height) of the scaled image inside the input
+
+    def to_image(self, boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+        """Boxes (N, 4) x1y1x2y2 in input pixels -> pixels of the (width, height) image, clipped to it."""
+        w, h = image_size
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        out = (boxes - np.array([self.pad_x, self.pad_y] * 2)) / np.array([self.scale_x, self.scale_y] * 2)
+        return np.clip(out, 0, [w, h, w, h]).astype(np.float32)
+
+
+def letterbox_geometry(image_size: tuple[int, int], input_size: tuple[int, int]) -> Letterbox:
+    """The letterbox of an image of (width, height) `image_size` in an input of (height, width) `input_size`.
+
+    The scale is per axis after rounding the resized size to whole pixels, so mapping boxes back is exact."""
+    w, h = image_size
+    height, width = input_size
+    ratio = min(width / w, height / h)
+    new_w, new_h = max(1, min(width, int(round(w * ratio)))), max(1, min(height, int(round(h * ratio))))
+    return Letterbox(new_w / w, new_h / h, (width - new_w) // 2, (height - new_h) // 2, (new_w, new_h))
+
+
+def boxes_to_image(boxes: np.ndarray, image_size: tuple[int, int], spec: PreprocessSpec) -> np.ndarray:
+    """Boxes (N, 4) x1, y1, x2, y2 in model-input pixels -> the same boxes in pixels of the original (width,
+    height) image, clipped to it. Handles the letterbox and the plain resize (crop="none" or no resize_size)."""
+    if spec.resize_mode == "letterbox":
+        return letterbox_geometry(image_size, spec.input_size).to_image(boxes, image_size)
+    if spec.resize_size is None or spec.crop == "none":
+        height, width = spec.input_size
+        stretch = Letterbox(width / image_size[0], height / image_size[1], 0, 0, (width, height))
+        return stretch.to_image(boxes, image_size)
+    raise ValueError("boxes map back only from a letterbox or a whole-image resize, not from a center crop")
+
+
+def _letterbox(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    box = letterbox_geometry(image.size, spec.input_size)
+    height, width = spec.input_size
+    canvas = Image.new("RGB", (width, height), (spec.pad_value,) * 3)
+    canvas.paste(image.resize(box.resized, INTERPOLATIONS[spec.interpolation]), (box.pad_x, box.pad_y))
+    return canvas
+
+
 def _resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     height, width = spec.input_size
     resample = INTERPOLATIONS[spec.interpolation]
+    if spec.resize_mode == "letterbox":
+        return _letterbox(image, spec)
     if spec.resize_size is None:
         return image.resize((width, height), resample)
     w, h = image.size

@@ -2,6 +2,7 @@
 layer, and the XFormer block (MobileViT's local-global block with a pluggable token mixer)."""
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ from .attention import create_attention
 __all__ = ["ConvNormAct", "InvertedResidual", "TransformerLayer", "XFormerBlock", "make_divisible",
            "unfold_patches", "fold_patches"]
 
-ACTIVATIONS = {"silu": nn.SiLU, "relu6": nn.ReLU6, "relu": nn.ReLU}
+ACTIVATIONS = {"silu": nn.SiLU, "relu6": nn.ReLU6, "relu": nn.ReLU, "leaky": partial(nn.LeakyReLU, 0.1)}
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

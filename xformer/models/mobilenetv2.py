@@ -18,23 +18,29 @@ _FEATURE_STAGES = (1, 2, 4, 6)  # stage indices whose outputs are at strides 4, 
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes: int = 1000, width: float = 1.0, drop_rate: float = 0.2):
+    def __init__(self, num_classes: int = 1000, width: float = 1.0, drop_rate: float = 0.2,
+                 features_only: bool = False):
         super().__init__()
         c_in = make_divisible(32 * width)
         self.stem = ConvNormAct(3, c_in, 3, stride=2, act="relu6")
-        stages = []
+        stages, self.feature_channels = [], []
         for expansion, channels, repeats, stride in _STAGES:
             c_out = make_divisible(channels * width)
             blocks = [InvertedResidual(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1, expansion, "relu6")
                       for i in range(repeats)]
             stages.append(nn.Sequential(*blocks))
+            if len(stages) - 1 in _FEATURE_STAGES:
+                self.feature_channels.append(c_out)
             c_in = c_out
         self.stages = nn.Sequential(*stages)
-        head = make_divisible(1280 * max(1.0, width))
-        self.head_conv = ConvNormAct(c_in, head, 1, act="relu6")
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(head, num_classes)
+        self.feature_channels = tuple(self.feature_channels)
+        self.feature_strides = (4, 8, 16, 32)
+        if not features_only:  # a backbone for dense heads has no 1280-wide conv and classifier
+            head = make_divisible(1280 * max(1.0, width))
+            self.head_conv = ConvNormAct(c_in, head, 1, act="relu6")
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.dropout = nn.Dropout(drop_rate)
+            self.classifier = nn.Linear(head, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -16,8 +16,8 @@ from torch import nn
 from ..preprocess import PreprocessSpec
 from ..weights import mark_seeded
 
-__all__ = ["CITYSCAPES_CLASSES", "ModelConfig", "ModelEntry", "create_model", "get_model_entry", "imagenet_labels",
-           "list_models", "register_model"]
+__all__ = ["CITYSCAPES_CLASSES", "ModelConfig", "ModelEntry", "coco_labels", "create_model", "get_model_entry",
+           "imagenet_labels", "list_models", "register_model"]
 
 DEFAULT_SEED = 0
 
@@ -31,12 +31,23 @@ def imagenet_labels() -> tuple[str, ...]:
     return labels
 
 
-TASKS = ("classify", "segment")
+@cache
+def coco_labels() -> tuple[str, ...]:
+    """COCO's 80 detection classes, in the contiguous index order detectors use (not COCO's sparse ids)."""
+    text = resources.files("xformer.data").joinpath("coco80_labels.txt").read_text(encoding="utf-8")
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    assert len(labels) == 80, f"coco80_labels.txt holds {len(labels)} names, expected 80"
+    return labels
+
+
+TASKS = ("classify", "segment", "detect")
 
 
 def default_labels(num_classes: int, task: str = "classify") -> list[str]:
     if task == "segment" and num_classes == len(CITYSCAPES_CLASSES):
         return list(CITYSCAPES_CLASSES)
+    if task == "detect" and num_classes == 80:
+        return list(coco_labels())
     return list(imagenet_labels()) if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
 
 
@@ -55,7 +66,9 @@ class ModelConfig:
     options: dict = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
-    task: str = "classify"  # what the output means: "classify" (N x classes logits), "segment" (N x classes x H x W)
+    # what the output means: "classify" (N x classes logits), "segment" (N x classes x H x W), "detect" (raw YOLOv3
+    # head maps, one per level: see xformer.models.detection)
+    task: str = "classify"
 
     def to_dict(self) -> dict:
         return {"arch": self.arch, "num_classes": self.num_classes, "options": dict(self.options),
@@ -76,7 +89,7 @@ class ModelEntry:
     description: str
     attention: str
     task: str = "classify"
-    num_classes: int = 1000  # default class count (19 Cityscapes classes for segmenters)
+    num_classes: int = 1000  # default class count (19 Cityscapes classes for segmenters, 80 COCO for detectors)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -96,11 +109,11 @@ def register_model(preprocess: PreprocessSpec, description: str, attention: str 
 
 def _import_variants() -> None:
     # Importing the family modules runs their @register_model decorators.
-    from . import mobilenetv2, segmentation, vit, xformer  # noqa: F401
+    from . import detection, mobilenetv2, segmentation, vit, xformer  # noqa: F401
 
 
 def list_models(task: str | None = None) -> list[str]:
-    """Registered names, all or those of one task ("classify", "segment")."""
+    """Registered names, all or those of one task ("classify", "segment", "detect")."""
     _import_variants()
     return sorted(name for name, entry in _REGISTRY.items() if task is None or entry.task == task)
 

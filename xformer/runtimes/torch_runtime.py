@@ -31,10 +31,15 @@ class TorchRuntime(Runtime):
                          "torch_version": torch.__version__}
         # Any batch and any size that is a multiple of 32: only the layout is fixed.
         self.inputs = [TensorInfo("image", (-1, 3, -1, -1), "float32", "NCHW")]
-        shape = (1, config.num_classes, -1, -1) if config.task == "segment" else (1, config.num_classes)
-        self.outputs = [TensorInfo("logits", shape, "float32")]
+        if config.task == "detect":  # the raw maps of each level (see xformer.models.detection)
+            channels = len(self.model.anchors[0]) * (5 + config.num_classes)
+            self.outputs = [TensorInfo(f"stride{s}", (-1, channels, -1, -1), "float32") for s in self.model.strides]
+        else:
+            shape = (1, config.num_classes, -1, -1) if config.task == "segment" else (1, config.num_classes)
+            self.outputs = [TensorInfo("logits", shape, "float32")]
         self.version = torch.__version__
 
-    def _run(self, array: np.ndarray) -> np.ndarray:
+    def _run(self, array: np.ndarray) -> np.ndarray | list[np.ndarray]:
         with torch.inference_mode():
-            return self.model(torch.from_numpy(array)).numpy()
+            outputs = self.model(torch.from_numpy(array))
+        return [o.numpy() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.numpy()

@@ -24,7 +24,8 @@ def write_metrics(history: list[dict], run_dir: Path) -> None:
             tmp.write_text(text)
 
 
-SCORE_NAMES = {"top1": "top-1", "top5": "top-5", "miou": "mIoU", "pixel_acc": "pixel accuracy"}
+SCORE_NAMES = {"top1": "top-1", "top5": "top-5", "miou": "mIoU", "pixel_acc": "pixel accuracy", "ap": "AP",
+               "ap50": "AP50", "ap75": "AP75"}
 
 
 def write_curves(history: list[dict], path: Path) -> None:

@@ -7,7 +7,7 @@ resolution first (SegFormer's protocol), so a file exported at any input size is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DataError
+from ..models.registry import ModelConfig
 from ..models.segmentation import IGNORE_INDEX, upsample_logits
 from ..preprocess import PreprocessSpec
 
@@ -93,6 +94,9 @@ class SegmentationTask:
     name: str = "segment"
     fitness: str = "miou"
     columns: tuple[str, ...] = ("miou", "pixel_acc")
+    train_collate: Any = None
+    loss_reduction: str = "mean"
+    defaults: dict = field(default_factory=dict)
 
     @property
     def collate(self) -> Any:
@@ -119,8 +123,8 @@ class SegmentationTask:
 
         return SegTrainTransform(spec, scale=(config.scale_min, config.scale_max), hflip=config.hflip)
 
-    def criterion(self, config) -> nn.Module:
+    def criterion(self, config, model_config: ModelConfig) -> nn.Module:
         return SegmentationLoss(config.label_smoothing)
 
-    def metrics(self, num_classes: int) -> SegmentationMetrics:
-        return SegmentationMetrics(num_classes)
+    def metrics(self, model_config: ModelConfig) -> SegmentationMetrics:
+        return SegmentationMetrics(model_config.num_classes)

@@ -3,18 +3,21 @@
 A task says how to read its data set, how to augment it, what loss to train with, and how to score outputs;
 the trainer and validator do the rest (schedule, EMA, DDP, checkpoints, runtimes) the same way for every task.
 The model's `ModelConfig.task` picks the task. Metrics objects keep running sums in tensors (so distributed
-ranks can add theirs) and name one `fitness` key of their summary that decides the best checkpoint.
+ranks can add theirs) and name one `fitness` key of their summary that decides the best checkpoint. A task may
+bring its own recipe (`defaults`: TrainConfig values used where the user gave none) and reduce its loss over the
+batch by mean (the loss of an average image) or by sum (detection, as mmdetection does).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from ..errors import DataError, XFormerError
+from ..models.registry import ModelConfig
 from ..preprocess import PreprocessSpec
 
 __all__ = ["ClassificationMetrics", "ClassificationTask", "Metrics", "Task", "get_task"]
@@ -75,12 +78,16 @@ class Task(Protocol):
     fitness: str  # summary key that picks the best checkpoint (higher is better)
     columns: tuple[str, ...]  # summary keys recorded per epoch
     collate: Any  # DataLoader collate_fn of evaluation batches (None: default)
+    train_collate: Any  # DataLoader collate_fn of training batches (None: default)
+    loss_reduction: str  # "mean" or "sum" over the images of a batch
+    defaults: dict  # TrainConfig values of the task's recipe, used where the user gave none
 
-    def train_data(self, data: str, strict: bool) -> Any: ...  # a dataset with .classes, .skipped, .transform
+    # a dataset with .classes, .skipped, .transform, and optionally .note (what was fixed on reading)
+    def train_data(self, data: str, strict: bool) -> Any: ...
     def val_data(self, data: str, spec: PreprocessSpec, classes: list[str], strict: bool) -> Any: ...
     def train_transform(self, spec: PreprocessSpec, config) -> Any: ...
-    def criterion(self, config) -> nn.Module: ...
-    def metrics(self, num_classes: int) -> Metrics: ...
+    def criterion(self, config, model_config: ModelConfig) -> nn.Module: ...
+    def metrics(self, model_config: ModelConfig) -> Metrics: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,9 @@ class ClassificationTask:
     fitness: str = "top1"
     columns: tuple[str, ...] = ("top1", "top5")
     collate: Any = None
+    train_collate: Any = None
+    loss_reduction: str = "mean"
+    defaults: dict = field(default_factory=dict)
 
     def train_data(self, data: str, strict: bool):
         from ..datasets import ImageFolder, find_split
@@ -111,11 +121,11 @@ class ClassificationTask:
 
         return RandomResizedCropFlip(spec, scale=(config.crop_scale, 1.0), hflip=config.hflip)
 
-    def criterion(self, config) -> nn.Module:
+    def criterion(self, config, model_config: ModelConfig) -> nn.Module:
         return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
-    def metrics(self, num_classes: int):
-        return ClassificationMetrics(num_classes)
+    def metrics(self, model_config: ModelConfig):
+        return ClassificationMetrics(model_config.num_classes)
 
 
 def get_task(name: str) -> Task:
@@ -125,4 +135,8 @@ def get_task(name: str) -> Task:
         from .segmentation import SegmentationTask
 
         return SegmentationTask()
-    raise XFormerError(f"unknown task {name!r}; this version handles classify and segment")
+    if name == "detect":
+        from .detection import DetectionTask
+
+        return DetectionTask()
+    raise XFormerError(f"unknown task {name!r}; this version handles classify, segment and detect")

@@ -4,8 +4,10 @@ exporting out.
 The recipe follows MobileViT's: AdamW (no weight decay on norms and biases), linear warm-up from a tenth of the
 learning rate then a cosine decay to a tenth, label smoothing 0.1, an exponential moving average of the weights
 (evaluated and saved: it is what gets exported), random resized crops and flips for training and the model's own
-preprocessing contract for evaluation. The same command runs alone or under torchrun (DistributedDataParallel:
-rank 0 alone writes, metrics are summed over ranks); `--batch` is the global batch, split across processes.
+preprocessing contract for evaluation. A task may bring its own recipe (detection: mmdetection's YOLOv3 one, SGD
+with gradient clipping); options the user gives always win. The same command runs alone or under torchrun
+(DistributedDataParallel: rank 0 alone writes, metrics are summed over ranks); `--batch` is the global batch, split
+across processes.
 
 A run directory holds `best.safetensors` and `last.safetensors` (self-describing checkpoints, EMA weights),
 `resume.pt` (everything needed to continue: weights, EMA, optimizer, schedule, history, config),
@@ -52,19 +54,23 @@ class TrainConfig:
     """Every `xformer train` option; a resumed run must repeat the ones that change what is computed."""
 
     source: str  # registered model name (from scratch) or checkpoint (fine-tune)
-    data: str  # data set root with train/ and val/ splits (class folders, or images/masks pairs)
+    data: str  # data set root with train/ and val/ splits (class folders, images/masks pairs, COCO format)
     epochs: int = 30
     batch: int = 64  # global batch: split evenly across torchrun processes
+    optimizer: str = "adamw"  # adamw or sgd
     lr: float = 2e-3
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 0.01
+    clip_grad: float | None = None  # largest gradient norm (None: no clipping)
     warmup_epochs: float = 3.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.9995
     imgsz: int | str | None = None  # 256 or "HxW"; default: the model's (or checkpoint's) input size
     crop_scale: float = 0.08  # classification: smallest crop area fraction of the random resized crop
     hflip: float = 0.5
-    scale_min: float = 0.5  # segmentation: range of the random rescale before the crop
+    scale_min: float = 0.5  # segmentation, detection: range of the random rescale before the crop
     scale_max: float = 2.0
+    translate: float = 0.1  # detection: largest random shift, as a fraction of the input size
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16
     seed: int = 0
     new_head: bool = False  # fine-tune: a fresh classifier even when the class count matches
@@ -124,16 +130,16 @@ def _run_dir(config: TrainConfig, arch: str) -> Path:
     return candidate
 
 
-def _source_task(config: TrainConfig, state: dict | None) -> str:
+def _source_task(source: str, model: str | None, state: dict | None) -> str:
     """The task of what is trained: the resumed run's, the registered model's, or the checkpoint's."""
     if state is not None:
         return ModelConfig.from_dict(state["model_config"]).task
-    if config.source in list_models():
-        return get_model_entry(config.source).task
-    if not Path(config.source).is_file():
-        raise CheckpointError(f"{config.source!r} is neither a model name nor a checkpoint file; models: "
-                           f"{', '.join(list_models())}")
-    return load_model(config.source, config.model)[0].model_config.task
+    if source in list_models():
+        return get_model_entry(source).task
+    if not Path(source).is_file():
+        raise CheckpointError(f"{source!r} is neither a model name nor a checkpoint file; models: "
+                              f"{', '.join(list_models())}")
+    return load_model(source, model)[0].model_config.task
 
 
 def _build_model(config: TrainConfig, classes: list[str], console: Console | None) -> nn.Module:
@@ -151,7 +157,7 @@ def _build_model(config: TrainConfig, classes: list[str], console: Console | Non
     old = base.model_config
     spec = old.preprocess.with_input_size(_check_size(config.imgsz)) if config.imgsz else old.preprocess
     if list(old.labels) == list(classes) and not config.new_head:
-        base.model_config = ModelConfig(old.arch, old.num_classes, old.options, list(classes), spec)
+        base.model_config = ModelConfig(old.arch, old.num_classes, old.options, list(classes), spec, old.task)
         return base
     if len(old.labels) == len(classes) and not config.new_head:
         raise DataError(f"{config.source} was trained on classes {', '.join(old.labels[:6])}... but the data's "
@@ -167,6 +173,15 @@ def _build_model(config: TrainConfig, classes: list[str], console: Console | Non
         console.print(f"[yellow]new classifier head:[/] {config.source} has {len(old.labels)} classes, the data "
                       f"{len(classes)}; re-initialised {', '.join(fresh)}", highlight=False)
     return model
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    raise OptionError(f"unknown --optimizer {config.optimizer!r}; use adamw or sgd")
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -218,11 +233,11 @@ def _evaluate(model: nn.Module, task: Task, dataset, ctx: DistributedContext, ba
     """Metrics of `model` on the val split; each rank takes every world_size-th image and the sums are reduced."""
     shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
     loader = torch.utils.data.DataLoader(shard, batch_size=batch, num_workers=workers, collate_fn=task.collate)
-    metrics = task.metrics(model.model_config.num_classes)
+    metrics = task.metrics(model.model_config)
     model.eval()
     with torch.inference_mode():
         for images, targets in loader:
-            metrics.update(model(images.to(ctx.device)).float(), targets)
+            metrics.update(model(images.to(ctx.device)), targets)
     metrics.all_reduce()
     return metrics.summary(model.model_config.labels)
 
@@ -266,6 +281,7 @@ def train(given: dict, resume: str | None = None, console: Console | None = None
         values = {k: v for k, v in given.items() if v is not None}
         if "source" not in values or "data" not in values:
             raise OptionError("give a model name or checkpoint and --data DIR (or --resume RUN_DIR)")
+        values = {**get_task(_source_task(values["source"], values.get("model"), None)).defaults, **values}
     config = TrainConfig(**values)
     ctx = setup_distributed(config.device)
     try:
@@ -288,7 +304,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     workers = config.workers if config.workers is not None else min(4, max(1, cores // ctx.world_size))
     torch.manual_seed(config.seed + ctx.rank)  # augmentation differs per rank; weights are broadcast by DDP
 
-    task = get_task(_source_task(config, state))
+    task = get_task(_source_task(config.source, config.model, state))
     train_set = task.train_data(config.data, config.strict)
     classes = train_set.classes
     if state is not None:
@@ -305,13 +321,16 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     if skipped:
         say(f"[yellow]skipped {len(skipped)} unreadable image(s)[/] (first: {skipped[0][0]}: {skipped[0][1]}); "
             "--strict makes this an error", highlight=False)
+    for note in filter(None, (getattr(train_set, "note", None), getattr(val_set, "note", None))):
+        say(f"[yellow]note:[/] {note}", highlight=False)
 
     per_rank = config.batch // ctx.world_size
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
                                                   shuffle=True, seed=config.seed,
                                                   drop_last=len(train_set) >= config.batch)
     loader = torch.utils.data.DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=workers,
-                                         drop_last=len(train_set) >= config.batch, persistent_workers=workers > 0,
+                                         collate_fn=task.train_collate, drop_last=len(train_set) >= config.batch,
+                                         persistent_workers=workers > 0,
                                          generator=torch.Generator().manual_seed(config.seed + ctx.rank))
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
@@ -320,7 +339,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
 
     model.to(ctx.device)
     ema = _ema(model, config.ema_decay)
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    optimizer = _optimizer(model, config)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps // 2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, warmup_steps))
@@ -342,7 +361,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
     # which is correct, and would warn about it from every process.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ddp = nn.parallel.DistributedDataParallel(model) if ctx.is_distributed else model
-    criterion = task.criterion(config)
+    criterion = task.criterion(config, model.model_config).to(ctx.device)
     if console is not None and state is None:
         say(f"training {model.model_config.arch} on {len(train_set)} images in {len(classes)} classes "
             f"({len(val_set)} val), {config.epochs} epochs x {steps_per_epoch} steps of {config.batch} images"
@@ -368,12 +387,15 @@ def _train(config: TrainConfig, ctx: DistributedContext, state: dict | None, run
                                        f"lower --lr (now {config.lr:g}) or use --amp off")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if config.clip_grad:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
                 ema.update_parameters(model)
-                loss_sum += loss.item() * len(labels)
-                seen += len(labels)
+                loss_sum += loss.item() * (1 if task.loss_reduction == "sum" else len(images))
+                seen += len(images)
                 progress.update(bar, advance=1, epoch=f"{epoch + 1}/{config.epochs}", loss=loss_sum / seen,
                                 lr=scheduler.get_last_lr()[0])
                 check_interrupt()

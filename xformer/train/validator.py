@@ -1,4 +1,5 @@
-"""Scores of a checkpoint or any exported file on a data set: classification accuracy, segmentation mIoU.
+"""Scores of a checkpoint or any exported file on a data set: classification accuracy, segmentation mIoU,
+detection COCO AP.
 
 One validator serves `xformer val`, the accuracy column of `xformer bench --data` and the trainer's evaluation
 after every epoch: the images go through the preprocessing contract embedded in the model (the same
@@ -12,7 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -84,12 +84,12 @@ def evaluate_runtime(runtime: Runtime, dataset, reference: nn.Module | None = No
     loader = torch.utils.data.DataLoader(dataset, batch_size=fixed if fixed > 0 else batch, num_workers=workers,
                                          collate_fn=task.collate)
     classes = runtime.config.labels
-    metrics = task.metrics(len(classes))
+    metrics = task.metrics(runtime.config)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=progress, transient=True, disable=progress is None) as bar:
         bar_task = bar.add_task(f"val {runtime.path.name}", total=len(dataset))
         for images, targets in loader:
-            outputs = torch.from_numpy(np.asarray(runtime.run(images.numpy())))
+            outputs = runtime.run(images.numpy())  # an array, or a list of arrays (a detector's levels)
             expected = None
             if reference is not None:
                 with torch.inference_mode():
