@@ -88,3 +88,32 @@ def digits_pte(digits_model, digits_root, tmp_path_factory):
                      calib=str(calib))
     data = load_digits_folder(digits_root, digits_model.model_config.preprocess)
     return SimpleNamespace(data=data, model=digits_model, calib=calib, records={r.precision: r for r in records})
+
+
+# A short detection run: xformer_xxs_yolov3 on a small rendered-shapes set (benchmarks/train_shapes.py is the long
+# one). Shared so detection tests (and export tests of detectors) reuse one trained checkpoint.
+SHAPES_DATA = {"train": 240, "val": 60, "size": 96}
+SHAPES_TRAINING = {"source": "xformer_xxs_yolov3", "epochs": 6, "batch": 16, "imgsz": 96, "optimizer": "adamw",
+                   "lr": 3e-3, "weight_decay": 0.01, "warmup_epochs": 1, "seed": 0, "workers": 0}
+SHAPES_AP50_FLOOR = 0.2
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory) -> Path:
+    from xformer.shapes import write_shapes
+
+    return write_shapes(tmp_path_factory.mktemp("data") / "shapes", **SHAPES_DATA)
+
+
+@pytest.fixture(scope="session")
+def shapes_run(shapes_root, tmp_path_factory):
+    from xformer.train import train
+
+    return train({**SHAPES_TRAINING, "data": str(shapes_root), "out": str(tmp_path_factory.mktemp("train-det"))})
+
+
+@pytest.fixture(scope="session")
+def shapes_model(shapes_run):
+    from xformer import load_checkpoint
+
+    return load_checkpoint(shapes_run.best)

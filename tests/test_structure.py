@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "xformer"
 # The model families register themselves with the registry's decorator, and the registry imports them to run it.
 ALLOWED = {frozenset({"xformer.models.registry", "xformer.models.mobilenetv2", "xformer.models.vit",
-                      "xformer.models.xformer", "xformer.models.segmentation"})}
+                      "xformer.models.xformer", "xformer.models.segmentation", "xformer.models.detection"})}
 
 
 def _modules() -> dict[str, Path]:

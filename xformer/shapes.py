@@ -2,7 +2,7 @@
 whose labels are right by construction.
 
 Each image holds 1-4 filled shapes of five classes (circle, square, triangle, cross, star) in random colours,
-sizes (a tenth to over half of the short side) and positions, on a noisy gradient with unlabelled clutter lines.
+sizes (a sixth to over half of the short side) and positions, on a noisy gradient with unlabelled clutter lines.
 Shapes may overlap, but a placement that would hide more than half of an earlier shape is redrawn, so every
 labelled object stays recognisable. A shape's box is the bounding box of its own pixels (drawn without
 anti-aliasing into its own mask), so boxes are exact. Image sizes vary (square, landscape and portrait) to
@@ -72,7 +72,7 @@ def render_shapes(seed: int, size: int = 160) -> tuple[Image.Image, list[dict]]:
     for _ in range(int(rng.integers(1, 5))):
         for _attempt in range(20):
             kind = int(rng.integers(0, len(SHAPE_CLASSES)))
-            r = rng.uniform(0.06, 0.28) * short
+            r = rng.uniform(0.08, 0.3) * short
             cx, cy = rng.uniform(r * 0.6, width - r * 0.6), rng.uniform(r * 0.6, height - r * 0.6)
             mask = Image.new("L", (width, height))
             _draw(ImageDraw.Draw(mask), SHAPE_CLASSES[kind], cx, cy, r, rng.uniform(0, 2 * math.pi), 255)
