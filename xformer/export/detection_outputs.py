@@ -5,8 +5,8 @@
 - `decoded`: boxes (1, N, 4) x1y1x2y2 in input pixels and scores (1, N, C) (objectness x class), computed in the
   graph by `models.detection.decode`; the app runs NMS only.
 - `nms`: final detections, the NMS in the graph: ONNX ends in NonMaxSuppression and returns `detections` (K, 6)
-  x1, y1, x2, y2, score, class; CoreML is a pipeline ending in coremltools' NonMaximumSuppression model, whose
-  `coordinates` (normalised centre x, y, width, height) and `confidence` Xcode previews as a detector.
+  x1, y1, x2, y2, score, class. (CoreML detectors, a pipeline ending in coremltools' NonMaximumSuppression
+  model that Xcode previews as a detector, are not exported yet.)
 
 The formats table lists the forms each format can hold (default first); the metadata records the form, the
 output names, anchors, strides and NMS thresholds so runtimes (`xformer.runtimes.detection`) and the Android app
@@ -36,6 +36,9 @@ def output_names(form: str, strides: tuple[int, ...]) -> list[str]:
 
 def resolve_det_outputs(fmt, requested: str | None) -> str:
     """The output form of a detector's file in `fmt`: the one asked for, or the format's default."""
+    if not fmt.det_outputs:
+        raise OptionError(f"{fmt.name} export of detectors is not available yet; export them to "
+                          f"{', '.join(n for n, f in _formats().items() if f.det_outputs)}")
     if requested is None:
         return fmt.det_outputs[0]
     if requested not in DET_OUTPUTS:

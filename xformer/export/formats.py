@@ -27,7 +27,7 @@ class ExportFormat:
     description: str
     directory: bool = False  # the file is a directory bundle (.mlpackage), written atomically as one
     # Output forms a detector's file can have (export/detection_outputs.py), the default first: what an app wants
-    # most that the format holds.
+    # most that the format holds. None: the format does not export detectors yet.
     det_outputs: tuple[str, ...] = ("decoded", "raw")
 
     def missing_modules(self) -> list[str]:
@@ -61,14 +61,14 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         name="coreml", suffix=".mlpackage", precisions=("fp16", "fp32", "int8", "palette6"),
         default_precisions=("fp16",), extra="coreml", modules=("coremltools",),
         options=("coreml_input", "channels_last_io"),
-        exporter="coreml_export:export_coreml", channels_last_default=False, det_outputs=("nms", "decoded", "raw"),
+        exporter="coreml_export:export_coreml", channels_last_default=False, det_outputs=(),
         description="CoreML ML program (iOS 16+) with image input and classifier outputs; checked on Linux by "
                     "evaluating its MIL program, predicts on macOS",
         directory=True),
     ExportFormat(
         name="pte", suffix=".pte", precisions=("fp32", "int8"), default_precisions=("fp32",), extra="executorch",
         modules=("executorch", "torchao"), options=("pte_backend", "calib", "channels_last_io"),
-        exporter="pte_export:export_pte", channels_last_default=True,
+        exporter="pte_export:export_pte", channels_last_default=True, det_outputs=(),
         description="ExecuTorch program lowered to XNNPACK (fp32, PT2E int8) or Core ML, runs in the ExecuTorch "
                     "runtime"),
 )}
@@ -92,5 +92,5 @@ def format_table_markdown() -> str:
     for f in FORMATS.values():
         precisions = ", ".join(list(f.default_precisions) + [p for p in f.precisions if p not in f.default_precisions])
         rows.append(f"| `{f.name}` | `{f.suffix}` | {precisions} | `{f.extra}` | {', '.join(f.options)} | "
-                    f"{', '.join(f.det_outputs)} |")
+                    f"{', '.join(f.det_outputs) or 'not yet'} |")
     return "\n".join(rows)

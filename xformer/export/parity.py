@@ -25,7 +25,7 @@ from ..preprocess import PreprocessSpec, preprocess
 from ..runtimes.base import Runtime
 
 __all__ = ["DETECTION_TOLERANCES", "NOT_JUDGED", "TOLERANCES", "DetectionParityReport", "ParityReport", "Tolerance",
-           "check_detection_parity", "check_parity", "parity_inputs", "reference_logits"]
+           "check_detection_parity", "check_parity", "match_detections", "parity_inputs", "reference_logits"]
 
 RANDOM_INPUTS = 4
 RANDOM_SEED = 0
@@ -295,30 +295,38 @@ def _match(expected, found, threshold: float, margin: float, candidates=None, mi
             "ties": len(ties)}
 
 
+def match_detections(raw_reference: list, outputs, metadata: dict, precision: str = "fp32") -> dict:
+    """One image: PyTorch's raw maps and a file's outputs (any form) -> the matching of their detections
+    (pairs' IoUs, score errors, missing/extra/borderline/tie counts) and the score threshold used."""
+    from ..models.detection import decode, postprocess
+    from ..runtimes.detection import detections_from_outputs, nms_config
+
+    detection = metadata["detection"]
+    config = nms_config(metadata)
+    tol = DETECTION_TOLERANCES.get(precision, DetectionTolerance())
+    maps = [torch.as_tensor(np.asarray(r, np.float32)) for r in raw_reference]
+    boxes, scores = decode(maps, torch.tensor(detection["anchors"]), tuple(detection["strides"]))
+    threshold = config.score_threshold
+    if detection["outputs"] != "nms":  # enough boxes to compare whatever the weights
+        best = scores.reshape(-1).topk(min(PARITY_BOXES, scores.numel())).values[-1]
+        threshold = min(threshold, float(best) * (1 - 1e-6))
+    config = replace(config, score_threshold=threshold)
+    expected = postprocess(boxes, scores, config)[0]
+    found = detections_from_outputs(outputs, metadata, config)[0]
+    return {**_match(expected, found, threshold, tol.score_margin, (boxes[0], scores[0]), tol.min_iou),
+            "threshold": threshold}
+
+
 @torch.no_grad()
 def check_detection_parity(runtime: Runtime, reference: nn.Module, precision: str,
                            inputs: tuple[np.ndarray, int]) -> DetectionParityReport:
     """The file's detections against PyTorch's on the contract's inputs (see DETECTION_TOLERANCES)."""
-    from ..models.detection import postprocess
-    from ..runtimes.detection import detections_from_outputs, nms_config
-
     batch, photos = inputs
-    config = nms_config(runtime.metadata)
-    in_graph = runtime.metadata.get("detection", {}).get("outputs") == "nms"
     tol = DETECTION_TOLERANCES.get(precision, DetectionTolerance())
     judged = not has_seeded_weights(reference) or not tol.needs_trained_weights
-    results, thresholds = [], []
-    for x in batch:
-        boxes, scores = reference.decode(reference(torch.from_numpy(x[None])))
-        threshold = config.score_threshold
-        if not in_graph:  # enough boxes to compare whatever the weights
-            best = scores.reshape(-1).topk(min(PARITY_BOXES, scores.numel())).values[-1]
-            threshold = min(threshold, float(best) * (1 - 1e-6))
-        image_config = replace(config, score_threshold=threshold)
-        expected = postprocess(boxes, scores, image_config)[0]
-        found = detections_from_outputs(runtime.run(x[None]), runtime.metadata, image_config)[0]
-        results.append(_match(expected, found, threshold, tol.score_margin, (boxes[0], scores[0]), tol.min_iou))
-        thresholds.append(threshold)
+    results = [match_detections(reference(torch.from_numpy(x[None])), runtime.run(x[None]), runtime.metadata,
+                                precision) for x in batch]
+    thresholds = [r["threshold"] for r in results]
     ious = [iou for r in results for iou in r["pairs"]]
     errors = [e for r in results for e in r["errors"]]
     relative = [e for r in results for e in r["relative"]]
