@@ -22,7 +22,8 @@ from ..export.custom import describe, is_build_function, load_build_function
 from ..export.formats import get_format
 from ..models import create_model, list_models
 
-__all__ = ["DETECTION_PEERS", "EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "peers_of", "default_cache_dir", "export_dir", "resolve_sources"]
+__all__ = ["DETECTION_PEERS", "EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir",
+           "peers_of", "resolve_sources"]
 
 # Benchmarkable formats and the file suffix each is exported to (None: runs the PyTorch model in memory).
 FORMATS: dict[str, str | None] = {"torch": None, "torch-compile": None, "onnx": ".onnx", "tflite": ".tflite",

@@ -56,8 +56,9 @@ def _formats() -> dict:
     return FORMATS
 
 
-def detection_metadata(model: nn.Module, form: str, nms: NMSConfig = NMSConfig()) -> dict:
+def detection_metadata(model: nn.Module, form: str, nms: NMSConfig | None = None) -> dict:
     """The `detection` entry of a file's metadata: everything an app needs to turn the outputs into boxes."""
+    nms = nms or NMSConfig()
     return {"outputs": form, "output_names": output_names(form, model.strides),
             "anchors": model.anchors.tolist(), "strides": list(model.strides),
             "box_format": "x1y1x2y2 in input pixels", **asdict(nms)}

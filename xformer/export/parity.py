@@ -345,7 +345,8 @@ def check_detection_parity(runtime: Runtime, reference: nn.Module, precision: st
     status = "FAILED" if failures else "ok" if judged else NOT_JUDGED
     return DetectionParityReport(
         reference_boxes=counts["reference"], matched=matched, missing=counts["missing"], extra=counts["extra"],
-        borderline=counts["borderline"], ties=counts["ties"], min_iou=min(ious, default=1.0), mean_iou=float(np.mean(ious)) if ious else 1.0,
+        borderline=counts["borderline"], ties=counts["ties"], min_iou=min(ious, default=1.0),
+        mean_iou=float(np.mean(ious)) if ious else 1.0,
         max_score_err=max(errors, default=0.0), max_rel_score_err=max(relative, default=0.0),
         score_threshold=min(thresholds), photos=photos, random_inputs=len(batch) - photos, tolerance=asdict(tol),
         passed=not failures, failures=failures, judged=judged, status=status)
