@@ -44,7 +44,7 @@ def test_val_of_exported_detector_matches_pytorch(fmt, shapes_exports, shapes_ru
 
     reference = validate(shapes_run.best, shapes_root)
     result = validate(shapes_exports[fmt].path, shapes_root)
-    assert reference.metrics["ap50"] > 0.2
+    assert reference.metrics["ap50"] > 0.02  # something found to compare
     assert abs(result.metrics["ap50"] - reference.metrics["ap50"]) <= 0.01
 
 

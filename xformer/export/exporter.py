@@ -279,6 +279,9 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
             verdict = _verdict(mil)
+            if "matched" in mil:  # a detector's
+                console.print(f"  MIL parity: {_boxes_line(mil, 'photos')} {verdict}", soft_wrap=True)
+                return cache
             agreement = f"top-1 {mil['top1_agreement']:.0%}" if mil.get("pixel_agreement") is None else \
                 f"argmax pixels {mil['pixel_agreement']:.4%}"
             console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
@@ -314,12 +317,16 @@ def _validate_detections(record: ArtifactRecord, runtime, model: nn.Module, inpu
 
     report = check_detection_parity(runtime, model, record.precision, inputs)
     record.parity = report.to_dict()
-    console.print(f"  parity: {report.matched}/{report.reference_boxes} boxes matched, {report.missing} missing, "
-                  f"{report.extra} extra ({report.borderline} at the threshold), min IoU {report.min_iou:.4f}, "
-                  f"max score err {report.max_score_err:.1e} ({report.photos} "
-                  f"{'calibration images' if calib else 'photos'} + {report.random_inputs} random, score >= "
-                  f"{report.score_threshold:.2g}) {_verdict(record.parity)}", soft_wrap=True)
+    console.print(f"  parity: {_boxes_line(record.parity, 'calibration images' if calib else 'photos')} "
+                  f"{_verdict(record.parity)}", soft_wrap=True)
     return cache
+
+
+def _boxes_line(parity: dict, images: str) -> str:
+    return (f"{parity['matched']}/{parity['reference_boxes']} boxes matched, {parity['missing']} missing, "
+            f"{parity['extra']} extra ({parity['borderline']} at the threshold, {parity['ties']} NMS ties), "
+            f"min IoU {parity['min_iou']:.4f}, max score err {parity['max_score_err']:.1e} ({parity['photos']} "
+            f"{images} + {parity['random_inputs']} random, score >= {parity['score_threshold']:.2g})")
 
 
 PARITY_IMAGES = 16

@@ -61,7 +61,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         name="coreml", suffix=".mlpackage", precisions=("fp16", "fp32", "int8", "palette6"),
         default_precisions=("fp16",), extra="coreml", modules=("coremltools",),
         options=("coreml_input", "channels_last_io"),
-        exporter="coreml_export:export_coreml", channels_last_default=False, det_outputs=(),
+        exporter="coreml_export:export_coreml", channels_last_default=False, det_outputs=("nms", "decoded", "raw"),
         description="CoreML ML program (iOS 16+) with image input and classifier outputs; checked on Linux by "
                     "evaluating its MIL program, predicts on macOS",
         directory=True),

@@ -25,7 +25,7 @@ from ..preprocess import PreprocessSpec, preprocess
 from ..runtimes.base import Runtime
 
 __all__ = ["DETECTION_TOLERANCES", "NOT_JUDGED", "TOLERANCES", "DetectionParityReport", "ParityReport", "Tolerance",
-           "check_detection_parity", "check_parity", "match_detections", "parity_inputs", "reference_logits"]
+           "check_detection_parity", "check_parity", "detection_report", "match_detections", "parity_inputs", "reference_logits"]
 
 RANDOM_INPUTS = 4
 RANDOM_SEED = 0
@@ -322,10 +322,15 @@ def check_detection_parity(runtime: Runtime, reference: nn.Module, precision: st
                            inputs: tuple[np.ndarray, int]) -> DetectionParityReport:
     """The file's detections against PyTorch's on the contract's inputs (see DETECTION_TOLERANCES)."""
     batch, photos = inputs
-    tol = DETECTION_TOLERANCES.get(precision, DetectionTolerance())
-    judged = not has_seeded_weights(reference) or not tol.needs_trained_weights
     results = [match_detections(reference(torch.from_numpy(x[None])), runtime.run(x[None]), runtime.metadata,
                                 precision) for x in batch]
+    return detection_report(results, photos, precision, not has_seeded_weights(reference))
+
+
+def detection_report(results: list[dict], photos: int, precision: str, trained: bool) -> DetectionParityReport:
+    """Per-image matches (`match_detections`) -> the report, judged by the precision's tolerance."""
+    tol = DETECTION_TOLERANCES.get(precision, DetectionTolerance())
+    judged = trained or not tol.needs_trained_weights
     thresholds = [r["threshold"] for r in results]
     ious = [iou for r in results for iou in r["pairs"]]
     errors = [e for r in results for e in r["errors"]]
@@ -348,5 +353,5 @@ def check_detection_parity(runtime: Runtime, reference: nn.Module, precision: st
         borderline=counts["borderline"], ties=counts["ties"], min_iou=min(ious, default=1.0),
         mean_iou=float(np.mean(ious)) if ious else 1.0,
         max_score_err=max(errors, default=0.0), max_rel_score_err=max(relative, default=0.0),
-        score_threshold=min(thresholds), photos=photos, random_inputs=len(batch) - photos, tolerance=asdict(tol),
+        score_threshold=min(thresholds), photos=photos, random_inputs=len(results) - photos, tolerance=asdict(tol),
         passed=not failures, failures=failures, judged=judged, status=status)
