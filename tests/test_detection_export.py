@@ -107,3 +107,34 @@ def test_tflite_int8_detector(shapes_run, shapes_root, tmp_path):
     assert record.ok, record.error
     assert record.parity["passed"], record.parity["failures"]
     assert record.parity["matched"] > 0
+
+
+def test_coreml_detector_nms_pipeline(shapes_run, tmp_path):
+    """Conversion and the saved package's structure here; its MIL program is evaluated box for box against
+    PyTorch (prediction through CoreML itself needs macOS: see test_coreml_detector_predicts_on_macos)."""
+    import coremltools as ct
+
+    from xformer import load_checkpoint
+
+    (record,) = export(shapes_run.best, formats="coreml", precisions=["fp32"], out_dir=tmp_path)
+    assert record.ok, record.error
+    spec = ct.utils.load_spec(str(record.path))
+    assert [m.WhichOneof("Type") for m in spec.pipeline.models] == ["mlProgram", "nonMaximumSuppression"]
+    assert [o.name for o in spec.description.output] == ["confidence", "coordinates"]
+    nms = spec.pipeline.models[1].nonMaximumSuppression
+    assert nms.pickTop.perClass and abs(nms.iouThreshold - 0.45) < 1e-9
+    assert list(nms.stringClassLabels.vector) == list(load_checkpoint(shapes_run.best).model_config.labels)
+    mil = record.details["mil_parity"]
+    assert mil["passed"], mil["failures"]
+    assert mil["matched"] > 0 and mil["missing"] == 0 and mil["extra"] == 0 and mil["min_iou"] >= 0.99
+
+
+@pytest.mark.skipif(sys.platform != "darwin", reason="CoreML prediction needs macOS (MLModel.predict)")
+def test_coreml_detector_predicts_on_macos(shapes_run, shapes_root, tmp_path):
+    from xformer.runtimes import load
+
+    (record,) = export(shapes_run.best, formats="coreml", precisions=["fp32"], out_dir=tmp_path)
+    image = _image(shapes_root)
+    found, expected = load(record.path).predict(image), load(shapes_run.best).predict(image)
+    assert found.labels == expected.labels
+    np.testing.assert_allclose(found.boxes, expected.boxes, atol=0.5)

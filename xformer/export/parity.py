@@ -25,7 +25,8 @@ from ..preprocess import PreprocessSpec, preprocess
 from ..runtimes.base import Runtime
 
 __all__ = ["DETECTION_TOLERANCES", "NOT_JUDGED", "TOLERANCES", "DetectionParityReport", "ParityReport", "Tolerance",
-           "check_detection_parity", "check_parity", "detection_report", "match_detections", "parity_inputs", "reference_logits"]
+           "check_detection_parity", "check_parity", "detection_report", "match_detections", "parity_inputs",
+           "reference_logits"]
 
 RANDOM_INPUTS = 4
 RANDOM_SEED = 0
@@ -347,6 +348,7 @@ def detection_report(results: list[dict], photos: int, precision: str, trained: 
             failures.append(f"{counts['missing']} missing and {counts['extra']} extra boxes")
         if tol.min_recall is not None and counts["reference"] and matched / counts["reference"] < tol.min_recall:
             failures.append(f"matched {matched}/{counts['reference']} boxes < {tol.min_recall:.0%}")
+    judged = judged and bool(counts["reference"] or matched or counts["extra"])  # no box on either side: nothing
     status = "FAILED" if failures else "ok" if judged else NOT_JUDGED
     return DetectionParityReport(
         reference_boxes=counts["reference"], matched=matched, missing=counts["missing"], extra=counts["extra"],
