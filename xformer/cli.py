@@ -90,8 +90,11 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         _predict_masks(runtime, images, args.save)
         return
     if runtime.config.task == "detect":
-        _predict_boxes(runtime, images, args.save)
+        _predict_boxes(runtime, images, args.save, args.conf)
         return
+    if args.conf is not None:
+        raise OptionError(f"--conf is a detector's score threshold; {runtime.path.name} is a {runtime.config.task} "
+                          "model: drop --conf")
     if args.save:
         raise OptionError(f"--save draws a segmentation overlay or a detector's boxes, but {runtime.path.name} is a "
                           "classifier; drop --save")
@@ -113,7 +116,7 @@ def _save_path(save: str, image, images: list, tag: str) -> Path:
     return Path(save) / f"{Path(image).stem}_{tag}.png"
 
 
-def _predict_boxes(runtime, images: list, save: str | None) -> None:
+def _predict_boxes(runtime, images: list, save: str | None, conf: float | None) -> None:
     """A detector's boxes per image (in the image's pixels); with --save, the image with them drawn."""
     from PIL import Image
 
@@ -122,13 +125,13 @@ def _predict_boxes(runtime, images: list, save: str | None) -> None:
     if save and len(images) > 1 and Path(save).suffix:
         raise OptionError(f"--save {save} names one file but {len(images)} images were given; pass a folder")
     for image in images:
-        result = runtime.predict(image)
+        result = runtime.predict(image, score_threshold=conf)
         shown = Path(image).name if Path(image).is_absolute() else image
         table = Table(title=f"{shown}  ({runtime.name}: {runtime.path.name}, {len(result)} boxes)")
         for column in ("label", "score", "x1", "y1", "x2", "y2"):
             table.add_column(column, justify="left" if column == "label" else "right")
         for label, score, box in zip(result.labels, result.scores.tolist(), result.boxes.tolist()):
-            table.add_row(label, f"{score:.3f}", *(f"{v:.1f}" for v in box))
+            table.add_row(label, f"{score:.3g}", *(f"{v:.1f}" for v in box))
         console.print(table)
         if save:
             out = _save_path(save, image, images, "det")
@@ -520,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--save", metavar="PATH", help="segmenters: write the colour overlay to this PNG; detectors: the "
                                                   "image with its boxes and labels drawn (a folder for several images)")
+    p.add_argument("--conf", type=float, default=None,
+                   help="detectors: score threshold of the boxes shown (default: the file's own, 0.05; files with "
+                        "NMS in the graph cannot go lower)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     p.set_defaults(func=_cmd_predict)
 

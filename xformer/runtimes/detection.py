@@ -45,7 +45,8 @@ def detections_from_outputs(outputs, metadata: dict, config: NMSConfig | None = 
     if form == "decoded" and len(arrays) == 2 and arrays[0].ndim == 3:
         return postprocess(arrays[0], arrays[1], config)
     if form == "nms" and all(a.ndim == 2 and a.shape[-1] == 6 for a in arrays):
-        return [Detections(a[:, :4], a[:, 4], a[:, 5].long()) for a in arrays]
+        kept = [a[a[:, 4] >= config.score_threshold] for a in arrays]  # a higher threshold than the graph's
+        return [Detections(a[:, :4], a[:, 4], a[:, 5].long()) for a in kept]
     raise ModelFileError(f"a detector with {form} outputs returned arrays of shapes "
                          f"{[tuple(a.shape) for a in arrays]}; re-export it with `xformer export`")
 
@@ -78,7 +79,7 @@ class DetectedBoxes:
                                           self.labels):
             colour = _colour(cls)
             draw.rectangle(box, outline=colour, width=width)
-            text = f"{label} {score:.2f}"
+            text = f"{label} {score:.2g}"
             left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
             lift = min(bottom - top + 2, box[1])  # above the box, or inside it at the image's top edge
             draw.rectangle((left, top - lift, right + 2, bottom - lift), fill=colour)
