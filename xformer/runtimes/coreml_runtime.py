@@ -58,9 +58,12 @@ class CoreMLRuntime(Runtime):
             shape = tuple(feature.type.multiArrayType.shape)
             self.inputs = [TensorInfo(feature.name, shape, "float32", self.metadata["preprocess"]["layout"])]
         self.detection = self.metadata.get("detection")
-        names = ["logits"] if self.detection is None else \
-            ["confidence", "coordinates"] if self.detection["outputs"] == "nms" else self.detection["output_names"]
-        self.outputs = [TensorInfo(name, (), "float32") for name in names]
+        if self.detection is None:
+            self.outputs = [TensorInfo("logits", (1, self.metadata["num_classes"]), "float32")]
+        else:
+            names = ["confidence", "coordinates"] if self.detection["outputs"] == "nms" else \
+                self.detection["output_names"]
+            self.outputs = [TensorInfo(name, (), "float32") for name in names]
 
     def _pixels(self, array: np.ndarray) -> Image.Image:
         """One preprocessed CHW float image back to the pixel buffer an ImageType input takes."""
