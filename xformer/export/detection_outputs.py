@@ -80,4 +80,5 @@ class DetectorOutputs(nn.Module):
         maps = self.model(image)
         if self.form == "raw":
             return tuple(maps)
-        return decode(maps, self.anchors, self.strides)
+        # Float strides: PT2E observes the scalar of every mul it quantises, and has no histogram for integers.
+        return decode(maps, self.anchors, tuple(float(s) for s in self.strides))
