@@ -125,3 +125,13 @@ def shapes_model(shapes_run):
     from xformer import load_checkpoint
 
     return load_checkpoint(shapes_run.best)
+
+
+@pytest.fixture(scope="session")
+def shapes_exports(shapes_run, tmp_path_factory) -> dict:
+    """The trained shapes detector exported once per session to each format's default output form (ONNX with NMS
+    in the graph, TFLite decoded), parity checked: {format: ArtifactRecord}."""
+    from xformer.export import export
+
+    records = export(shapes_run.best, formats="onnx,tflite", out_dir=tmp_path_factory.mktemp("det-export"))
+    return {r.format: r for r in records}

@@ -94,9 +94,15 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if runtime.config.task == "segment":
         _predict_masks(runtime, images, args.save)
         return
+    if runtime.config.task == "detect":
+        _predict_boxes(runtime, images, args.save, args.conf)
+        return
+    if args.conf is not None:
+        raise OptionError(f"--conf is a detector's score threshold; {runtime.path.name} is a {runtime.config.task} "
+                          "model: drop --conf")
     if args.save:
-        raise OptionError(f"--save writes a segmentation overlay, but {runtime.path.name} is a classifier; "
-                          "drop --save")
+        raise OptionError(f"--save draws a segmentation overlay or a detector's boxes, but {runtime.path.name} is a "
+                          "classifier; drop --save")
     for image in images:
         predictions = runtime.predict(image, k=args.top_k)
         shown = Path(image).name if Path(image).is_absolute() else image  # keeps a relative path's class folder
@@ -106,6 +112,38 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         for rank, p in enumerate(predictions, 1):
             table.add_row(str(rank), str(p.index), p.label, f"{p.score:.4f}", f"{p.logit:.4f}")
         console.print(table)
+
+
+def _save_path(save: str, image, images: list, tag: str) -> Path:
+    """--save PATH for one image, or PATH/STEM_TAG.png per image when PATH is a folder."""
+    if len(images) == 1 and Path(save).suffix:
+        return Path(save)
+    return Path(save) / f"{Path(image).stem}_{tag}.png"
+
+
+def _predict_boxes(runtime, images: list, save: str | None, conf: float | None) -> None:
+    """A detector's boxes per image (in the image's pixels); with --save, the image with them drawn."""
+    from PIL import Image
+
+    from .checkpoint import atomic_path
+
+    if save and len(images) > 1 and Path(save).suffix:
+        raise OptionError(f"--save {save} names one file but {len(images)} images were given; pass a folder")
+    for image in images:
+        result = runtime.predict(image, score_threshold=conf)
+        shown = Path(image).name if Path(image).is_absolute() else image
+        table = Table(title=f"{shown}  ({runtime.name}: {runtime.path.name}, {len(result)} boxes)")
+        for column in ("label", "score", "x1", "y1", "x2", "y2"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for label, score, box in zip(result.labels, result.scores.tolist(), result.boxes.tolist()):
+            table.add_row(label, f"{score:.3g}", *(f"{v:.1f}" for v in box))
+        console.print(table)
+        if save:
+            out = _save_path(save, image, images, "det")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out) as tmp:
+                result.draw(image).save(tmp, format=Image.registered_extensions().get(out.suffix.lower(), "PNG"))
+            console.print(f"wrote {out} ({len(result)} boxes drawn)", highlight=False)
 
 
 def _predict_masks(runtime, images: list, save: str | None) -> None:
@@ -124,7 +162,7 @@ def _predict_masks(runtime, images: list, save: str | None) -> None:
             table.add_row(label, f"{share:.1%}")
         console.print(table)
         if save:
-            out = Path(save) if len(images) == 1 and Path(save).suffix else Path(save) / f"{Path(image).stem}_seg.png"
+            out = _save_path(save, image, images, "seg")
             out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(out) as tmp:
                 result.overlay(image).save(tmp, format="PNG")
@@ -148,7 +186,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         model, seeded = load_model(args.source, args.model)
     if seeded:
         err_console.print(SEEDED_NOTE.format(name=args.source), soft_wrap=True)
-    format_options = {option for f in FORMATS.values() for option in f.options}
+    format_options = {option for f in FORMATS.values() for option in f.options} | {"det_outputs"}
     options = {k: v for k, v in vars(args).items() if k in format_options and v is not None}
     if own and getattr(model, "model_config", None) is None:
         options["labels"] = _read_labels(args.labels) if args.labels else None
@@ -448,6 +486,10 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--pte-backend", choices=("xnnpack", "coreml"),
                    help="ExecuTorch: lower to XNNPACK (default; CPU, fp32 and int8) or Core ML (fp32; runs on Apple "
                         "devices, lowered and checked structurally on Linux)")
+    forms = "; ".join(f"{f.name}: {', '.join(f.det_outputs)}" for f in FORMATS.values())
+    p.add_argument("--det-outputs", choices=("raw", "decoded", "nms"),
+                   help="detectors: the file's outputs: raw head maps, decoded boxes + scores, or final detections "
+                        f"with NMS in the graph (per format, default first: {forms})")
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--nhwc", dest="channels_last_io", action="store_true", default=None,
                         help="NHWC image input (default for TFLite; CoreML: with --coreml-input tensor)")
@@ -484,8 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run on the sample photos shipped with scikit-image and matplotlib")
     p.add_argument("--model", help="architecture of a plain state_dict (.pt/.pth)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="how many classes to show (default 5)")
-    p.add_argument("--save", metavar="PATH", help="segmenters: write the colour overlay to this PNG (a folder for "
-                                                  "several images)")
+    p.add_argument("--save", metavar="PATH", help="segmenters: write the colour overlay to this PNG; detectors: the "
+                                                  "image with its boxes and labels drawn (a folder for several images)")
+    p.add_argument("--conf", type=float, default=None,
+                   help="detectors: score threshold of the boxes shown (default: the file's own, 0.05; files with "
+                        "NMS in the graph cannot go lower)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     p.set_defaults(func=_cmd_predict)
 

@@ -11,7 +11,7 @@ from ..console import console, err_console
 from ..errors import XFormerError
 from .benchmark_model import BENCHMARK_MODEL_ENV, DELEGATES
 from .harness import TARGETS, BenchConfig
-from .sources import FORMATS, PEERS
+from .sources import DETECTION_PEERS, FORMATS, PEERS
 
 __all__ = ["register"]
 
@@ -40,7 +40,8 @@ def register(subparsers) -> None:
                     "format (cached); exported files run as they are. Median latency is the headline.")
     p.add_argument("sources", nargs="*", help="model names, checkpoints (.safetensors/.pt) or exported files "
                                                "(.onnx/.tflite/.pte/.mlpackage)")
-    p.add_argument("--peers", action="store_true", default=None, help=f"also benchmark {', '.join(PEERS)}")
+    p.add_argument("--peers", action="store_true", default=None, help=f"also benchmark {', '.join(PEERS)} (detectors: "
+                   f"{', '.join(DETECTION_PEERS)})")
     p.add_argument("--formats", type=_list(), help=f"comma list of {', '.join(FORMATS)} "
                                                     "(default torch,onnx,tflite; tflite on benchmark_model targets)")
     p.add_argument("--precisions", type=_list(), help="comma list, e.g. fp32,fp16,int8 (default fp32; "

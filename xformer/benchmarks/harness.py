@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import OptionError
 from .plan import RunPlan
 from .record import BenchResult
-from .sources import PEERS, resolve_sources
+from .sources import peers_of, resolve_sources
 
 __all__ = ["HOST_FORMATS", "TARGETS", "BenchConfig", "make_target", "run_benchmarks"]
 
@@ -34,7 +34,7 @@ class BenchConfig:
     min_seconds: float = 0.0
     max_seconds: float = 30.0
     rounds: int = 5  # host: timed runs are interleaved across a model's configurations in this many rounds
-    peers: bool = False  # add mobilevit_s, mobilenetv2_100 and deit_tiny
+    peers: bool = False  # add mobilevit_s, mobilenetv2_100 and deit_tiny (detectors: mobilenetv2_yolov3)
     target: str = "host"
     delegates: list[str] = field(default_factory=lambda: ["xnnpack"])
     taskset: str | None = None
@@ -48,7 +48,7 @@ class BenchConfig:
 
     @property
     def all_sources(self) -> list[str]:
-        extra = [p for p in PEERS if self.peers and p not in self.sources]
+        extra = [p for p in peers_of(self.sources) if self.peers and p not in self.sources]
         return list(self.sources) + extra
 
     @property

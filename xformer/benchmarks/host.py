@@ -31,8 +31,16 @@ from .stats import summarize
 __all__ = ["HostTarget", "parity"]
 
 
-def parity(reference: np.ndarray, output: np.ndarray) -> dict:
-    """How far a runtime's logits are from PyTorch's on the same input (segmenters: argmax agreement per pixel)."""
+def parity(reference: np.ndarray | list, output, metadata: dict | None = None) -> dict:
+    """How far a runtime's logits are from PyTorch's on the same input (segmenters: argmax agreement per pixel;
+    detectors, whose PyTorch reference is a list of raw maps: their boxes matched, see export/parity.py)."""
+    if isinstance(reference, list):
+        from ..export.parity import match_detections
+
+        match = match_detections([r[:1] for r in reference], output, metadata)
+        matched = len(match["pairs"]) + match["ties"]
+        return {"max_abs_err": max(match["errors"], default=0.0), "min_iou": min(match["pairs"], default=1.0),
+                "box_agreement": matched / match["reference"] if match["reference"] else 1.0}
     agreement = None
     if reference.ndim == 4:
         agreement = float((reference.argmax(1) == output.reshape(reference.shape).argmax(1)).mean())
@@ -119,7 +127,7 @@ class HostTarget:
                    advance: Callable[[int, str], None]) -> list[BenchResult]:
         height, width = artifacts[0].input_size
         x = np.random.default_rng(0).random((self.batch, 3, height, width), dtype=np.float32)
-        references: dict[int, np.ndarray] = {}  # logits of each PyTorch reference on x
+        references: dict[int, np.ndarray | list] = {}  # logits (a detector's raw maps) of each reference on x
         sessions = []
         for artifact in artifacts:
             for threads in self.threads:
@@ -129,7 +137,9 @@ class HostTarget:
                 if checked and id(artifact.reference) not in references:
                     torch.set_num_threads(threads)
                     with torch.inference_mode():
-                        references[id(artifact.reference)] = artifact.reference(torch.from_numpy(x)).numpy()
+                        out = artifact.reference(torch.from_numpy(x))
+                        references[id(artifact.reference)] = [o.numpy() for o in out] if isinstance(out, list) else \
+                            out.numpy()
                 self._prepare(session, x, references[id(artifact.reference)] if checked else None)
                 advance(1 + self.plan.warmup, f"{artifact.model} {artifact.format} {artifact.precision} x{threads}")
                 sessions.append(session)
@@ -182,7 +192,7 @@ class HostTarget:
             record.warmup_mean_ms = float(np.mean(warmup)) if warmup else None
             record.peak_memory_mb, record.memory_method = memory.delta_mb, memory.method
             if reference is not None:
-                record.parity = parity(reference, output)
+                record.parity = parity(reference, output, runtime.metadata)
         except Exception as err:  # one runtime failing must not stop the others; the row says why
             record.error = f"{type(err).__name__}: {err}"
             session.runtime = session.array = None

@@ -22,14 +22,23 @@ from ..export.custom import describe, is_build_function, load_build_function
 from ..export.formats import get_format
 from ..models import create_model, list_models
 
-__all__ = ["EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir", "resolve_sources"]
+__all__ = ["DETECTION_PEERS", "EXPORTED_SUFFIXES", "FORMATS", "PEERS", "Artifact", "default_cache_dir", "export_dir",
+           "peers_of", "resolve_sources"]
 
 # Benchmarkable formats and the file suffix each is exported to (None: runs the PyTorch model in memory).
 FORMATS: dict[str, str | None] = {"torch": None, "torch-compile": None, "onnx": ".onnx", "tflite": ".tflite",
                                   "coreml": ".mlpackage", "pte": ".pte"}
 EXPORTED_SUFFIXES = {suffix: name for name, suffix in FORMATS.items() if suffix}
-# The models every XFormer number is compared with: MHSA hybrid, pure CNN, plain ViT.
+# The models every XFormer number is compared with: MHSA hybrid, pure CNN, plain ViT; detectors with the paper's
+# detection baseline (the same YOLOv3 neck and head on MobileNetV2).
 PEERS = ("mobilevit_s", "mobilenetv2_100", "deit_tiny")
+DETECTION_PEERS = ("mobilenetv2_yolov3",)
+
+
+def peers_of(sources: list[str]) -> tuple[str, ...]:
+    """The peers of these sources: detection peers when a source is a registered detector, else PEERS."""
+    detectors = list_models(task="detect")
+    return DETECTION_PEERS if any(s in detectors for s in sources) else PEERS
 
 
 @dataclass

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -37,9 +38,9 @@ from ..checkpoint import has_seeded_weights
 from ..errors import OptionError, require
 from ..preprocess import PreprocessSpec
 from .metadata import METADATA_KEY, dumps
-from .parity import compare, parity_inputs, reference_logits
+from .parity import compare, detection_report, match_detections, parity_inputs, reference_logits
 
-__all__ = ["CoreMLClassifier", "export_coreml", "mil_parity"]
+__all__ = ["CoreMLClassifier", "CoreMLDetector", "export_coreml", "mil_detection_parity", "mil_parity"]
 
 INPUT_KINDS = ("image", "tensor")
 EVALUATOR = "MIL program of the saved package, evaluated op by op with torch (xformer.export.mil_eval)"
@@ -67,6 +68,61 @@ class CoreMLClassifier(nn.Module):
             image = (image - self.mean) / self.std
         logits = self.model(image)
         return (logits, logits.softmax(dim=-1)) if self.probabilities else (logits,)
+
+
+class CoreMLDetector(nn.Module):
+    """What a detector's package (or, for `nms`, the first model of its pipeline) computes: normalisation CoreML
+    cannot express (if any), then the form's outputs; for `nms`, the NMS model's inputs: `raw_confidence` (N, C)
+    and `raw_coordinates` (N, 4) centre x, y, width, height as fractions of the input, as Vision expects."""
+
+    def __init__(self, model: nn.Module, input_size: tuple[int, int], spec: PreprocessSpec | None = None):
+        super().__init__()
+        self.classifier = CoreMLClassifier(model, spec, probabilities=False)
+        self.form = model.form
+        height, width = input_size
+        self.register_buffer("size", torch.tensor([width, height], dtype=torch.float32))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (outputs,) = self.classifier(image)
+        if self.form != "nms":
+            return tuple(outputs)
+        boxes, scores = outputs
+        centre, extent = (boxes[0, :, :2] + boxes[0, :, 2:]) / 2, boxes[0, :, 2:] - boxes[0, :, :2]
+        return scores[0], torch.cat([centre / self.size, extent / self.size], dim=1)
+
+
+def _coreml_output_names(model: nn.Module) -> list[str]:
+    form = getattr(model, "form", None)
+    if form is None:
+        return ["logits"]
+    return ["raw_confidence", "raw_coordinates"] if form == "nms" else list(model.output_names)
+
+
+def _nms_pipeline(ct, decoder, metadata: dict):
+    """The decoder followed by coremltools' NonMaximumSuppression model (per class, the metadata's thresholds):
+    outputs `confidence` (K, C) and `coordinates` (K, 4), which Xcode previews as an object detector."""
+    detection, labels = metadata["detection"], list(metadata["labels"])
+    decoder_spec = decoder.get_spec()
+    nms = ct.proto.Model_pb2.Model()
+    nms.specificationVersion = decoder_spec.specificationVersion
+    for source, name in zip(decoder_spec.description.output, ("confidence", "coordinates")):
+        nms.description.input.add().CopyFrom(source)
+        output = nms.description.output.add()
+        output.CopyFrom(source)
+        output.name = name
+        array = output.type.multiArrayType
+        del array.shape[:]
+        columns = len(labels) if name == "confidence" else 4
+        for lower, upper in ((0, -1), (columns, columns)):  # any number of boxes kept
+            bound = array.shapeRange.sizeRanges.add()
+            bound.lowerBound, bound.upperBound = lower, upper
+    config = nms.nonMaximumSuppression
+    config.confidenceInputFeatureName, config.coordinatesInputFeatureName = "raw_confidence", "raw_coordinates"
+    config.confidenceOutputFeatureName, config.coordinatesOutputFeatureName = "confidence", "coordinates"
+    config.iouThreshold, config.confidenceThreshold = detection["iou_threshold"], detection["score_threshold"]
+    config.pickTop.perClass = True
+    config.stringClassLabels.vector.extend(labels)
+    return ct.models.utils.make_pipeline(decoder, ct.models.MLModel(nms, skip_model_load=True))
 
 
 @contextlib.contextmanager
@@ -109,8 +165,8 @@ def _attention_weights(classifier: CoreMLClassifier) -> dict[str, tuple[str, str
     for name, module in classifier.named_modules():
         if name.endswith(".attn") and isinstance(getattr(module, "qkv", None), nn.Conv2d | nn.Linear):
             key = name
-            while key.startswith("model."):  # the classifier wrapper and the NHWC wrapper
-                key = key.removeprefix("model.")
+            while key.startswith(("model.", "classifier.")):  # the wrappers: classifier, detector, NHWC
+                key = key.removeprefix("model.").removeprefix("classifier.")
             layers[key] = tuple("p_" + f"{name}.{p}.weight".replace(".", "_") for p in ("qkv", "proj"))
     return layers
 
@@ -140,6 +196,17 @@ def _compression(ct, precision: str):
     return pipeline
 
 
+_DETECTION_OUTPUTS = {
+    "confidence": "per box kept by NMS, the score of every class",
+    "coordinates": "per box kept by NMS: centre x, centre y, width, height as fractions of the input",
+    "raw_confidence": "per anchor of every cell, objectness x class probability of every class (before NMS)",
+    "raw_coordinates": "per anchor of every cell: centre x, centre y, width, height as fractions of the input",
+    "boxes": "x1, y1, x2, y2 in input pixels, every anchor of every cell",
+    "scores": "objectness x class probability per box and class; run NMS on these",
+    **{f"stride{s}": f"raw YOLOv3 head map at stride {s}; decode with the metadata's anchors" for s in (32, 16, 8)},
+}
+
+
 def _describe(mlmodel, metadata: dict, kind: str, shape: tuple[int, ...], normalization: str,
               coremltools_version: str) -> None:
     """What Xcode shows: author, license, version, descriptions, and our metadata document."""
@@ -161,7 +228,17 @@ def _describe(mlmodel, metadata: dict, kind: str, shape: tuple[int, ...], normal
         mlmodel.input_description["image"] = (f"float32 {spec.layout} tensor {'x'.join(map(str, shape))} ({resize}"
                                               f"{spec.crop} crop, pixels * {spec.scale:.6g}, (x - mean) / std "
                                               "as in xformer_metadata.preprocess)")
-    if metadata.get("task") == "segment":
+    detection = metadata.get("detection")
+    if detection is not None:
+        what = f"object detector ({detection['outputs']} outputs)"
+        mlmodel.short_description = (f"{arch} {what}, {metadata['num_classes']} classes, "
+                                     f"{metadata['export']['precision']}, weights sha256 {sha[:12]}; "
+                                     "exported and checked against PyTorch by xformer-mobile")
+        present = {output.name for output in mlmodel.get_spec().description.output}
+        for name, text in _DETECTION_OUTPUTS.items():
+            if name in present:
+                mlmodel.output_description[name] = text
+    elif metadata.get("task") == "segment":
         mlmodel.output_description["logits"] = ("class scores per pixel at a quarter of the input resolution "
                                                  "(1 x classes x H/4 x W/4); upsample bilinearly, then argmax")
     else:
@@ -233,8 +310,11 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
     normalization = ("mean/std are per channel, which an ImageType cannot express: folded into the model"
                      if fold else f"pixels * {spec.scale:.6g} in the ImageType" if coreml_input == "image"
                      else "done by the caller")
-    segment = metadata.get("task") == "segment"
-    classifier = CoreMLClassifier(model, spec if fold else None, probabilities=not segment).eval()
+    segment, detection = metadata.get("task") == "segment", metadata.get("detection")
+    if detection is not None:
+        classifier = CoreMLDetector(model, input_size, spec if fold else None).eval()
+    else:
+        classifier = CoreMLClassifier(model, spec if fold else None, probabilities=not segment).eval()
     height, width = input_size
     shape = (1, height, width, 3) if channels_last_io else (1, 3, height, width)
     example = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
@@ -242,7 +322,7 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
                                        "normalization": normalization}}
     with _quiet_conversion(), torch.no_grad():
         program = torch.export.export(classifier, (example,)).run_decompositions({})
-        outputs = ["logits"] if segment else ["logits", "probabilities"]
+        outputs = ["logits", "probabilities"] if detection is None and not segment else _coreml_output_names(model)
         mil = ct.convert(program, inputs=[_input_type(ct, coreml_input, spec, shape)],
                          outputs=[ct.TensorType(name=name, dtype=np.float32) for name in outputs],
                          convert_to="milinternal", minimum_deployment_target=ct.target.iOS16,
@@ -250,7 +330,7 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
         # The output dtypes are fixed by now; coremltools' classifier step reorders the outputs and would index
         # this list past its end.
         mil.functions["main"].set_output_types(None)
-        classifier_config = None if segment else ct.ClassifierConfig(
+        classifier_config = None if segment or detection else ct.ClassifierConfig(
             list(metadata["labels"]), predicted_feature_name="classLabel",
             predicted_probabilities_output="probabilities")
         mlmodel = ct.convert(mil, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
@@ -268,5 +348,44 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
     if stats["max_rank"] > 4:
         details["warnings"] = [f"tensors of rank {stats['max_rank']}: CoreML allows 5, but the Neural Engine "
                                "and this project's deploy forms keep every tensor at rank <= 4"]
-    details["mil_parity"] = mil_parity(function, reference, spec, coreml_input, channels_last_io, precision)
+    if detection is None:
+        details["mil_parity"] = mil_parity(function, reference, spec, coreml_input, channels_last_io, precision)
+        return details
+    details["mil_parity"] = mil_detection_parity(function, reference, spec, coreml_input, channels_last_io,
+                                                 precision, metadata)
+    if detection["outputs"] == "nms":  # the checked program becomes the first model of the pipeline
+        pipeline = _nms_pipeline(ct, ct.models.MLModel(str(path), skip_model_load=True), metadata)
+        _describe(pipeline, metadata, coreml_input, shape, normalization, ct.__version__)
+        shutil.rmtree(path)
+        pipeline.save(str(path))
+        details["nms"] = "coremltools NonMaximumSuppression model (per class) after the program, as a pipeline"
     return details
+
+
+def mil_detection_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, channels_last_io: bool,
+                         precision: str, metadata: dict) -> dict:
+    """A detector's saved program against PyTorch, box for box (parity.match_detections); an `nms` package's
+    program is judged on its boxes before the NMS model, put through the same NMS as a `decoded` file."""
+    from .mil_eval import MILEvaluator
+
+    batch, photos = parity_inputs(spec)
+    inputs = _program_inputs(batch, kind, spec, channels_last_io)
+    detection = metadata["detection"]
+    form = detection["outputs"]
+    names = ["boxes", "scores"] if form == "nms" else detection["output_names"]
+    judged = {**metadata, "detection": {**detection, "outputs": "decoded" if form == "nms" else form}}
+    evaluator = MILEvaluator(function)
+    height, width = spec.input_size
+    size = np.array([width, height] * 2, np.float32)
+    results = []
+    with torch.no_grad():
+        for x, pixels in zip(batch, inputs):
+            out = evaluator(image=pixels[None])
+            if form == "nms":
+                centre, extent = np.split(out["raw_coordinates"] * size, 2, axis=1)
+                out = {"boxes": np.concatenate([centre - extent / 2, centre + extent / 2], axis=1)[None],
+                       "scores": out["raw_confidence"][None]}
+            results.append(match_detections(reference(torch.from_numpy(x[None])), [out[n] for n in names], judged,
+                                            precision))
+    report = detection_report(results, photos, precision, not has_seeded_weights(reference)).to_dict()
+    return {**report, "evaluator": EVALUATOR}

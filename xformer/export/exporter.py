@@ -29,6 +29,7 @@ from ..preprocess import PreprocessSpec
 from .custom import describe, is_build_function, load_build_function
 from .deploy import TARGETS as DEPLOY_TARGETS
 from .deploy import deploy_model, has_deploy_form
+from .detection_outputs import DetectorOutputs, detection_metadata, resolve_det_outputs
 from .formats import FORMATS, ExportFormat, parse_formats
 from .metadata import build_metadata
 from .parity import NOT_JUDGED
@@ -196,7 +197,13 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
     records = []
     reference_inputs = None
     channels_last_io = options.pop("channels_last_io", None)  # passed to exporters as its own argument
+    det_outputs = options.pop("det_outputs", None)  # a detector's output form, per format
     _check_request(plan, channels_last_io, options, validate)
+    detector = config.task == "detect"
+    if det_outputs is not None and not detector:
+        raise OptionError(f"--det-outputs chooses a detector's outputs; {config.arch} is a {config.task} model: "
+                          "drop --det-outputs")
+    forms = {f.name: resolve_det_outputs(f, det_outputs) for f, _ in plan} if detector else {}
     for fmt, precision in plan:
         record = ArtifactRecord(fmt.name, precision, deploy=deploy)
         start = time.perf_counter()
@@ -212,6 +219,9 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
                 metadata = build_metadata(model, format=fmt.name, precision=precision,
                                           layout="NHWC" if channels_last else "NCHW", input_size=input_size,
                                           deploy=deploy, params=count_params(model))
+                if detector:
+                    form = DetectorOutputs(form, model, forms[fmt.name]).eval()
+                    metadata["detection"] = detection_metadata(model, forms[fmt.name])
                 path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
                 with atomic_path(path, directory=fmt.directory) as tmp:
                     details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
@@ -269,17 +279,23 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
         if mil is not None:
             record.parity = {**mil, "not_run": str(err)}
             verdict = _verdict(mil)
+            if "matched" in mil:  # a detector's
+                console.print(f"  MIL parity: {_boxes_line(mil, 'photos')} {verdict}", soft_wrap=True)
+                return cache
             agreement = f"top-1 {mil['top1_agreement']:.0%}" if mil.get("pixel_agreement") is None else \
                 f"argmax pixels {mil['pixel_agreement']:.4%}"
             console.print(f"  MIL parity: max abs err {mil['max_abs_err']:.2e}, cosine {mil['cosine']:.6f}, "
                           f"{agreement} {verdict}")
         return cache
+    detector = model.model_config.task == "detect"
     try:
         if cache is None:
             spec = model.model_config.preprocess.with_input_size(input_size)
             batch, photos = parity_inputs(spec, _parity_images(calib))
-            cache = (batch, photos, reference_logits(model, batch))
+            cache = (batch, photos, None if detector else reference_logits(model, batch))
         batch, photos, expected = cache
+        if detector:
+            return _validate_detections(record, runtime, model, (batch, photos), cache, calib)
         report = check_parity(runtime, model, record.precision, inputs=(batch, photos), expected=expected)
     except Exception as err:  # the file exists but could not be checked: that fails the check, never passes it
         message = str(err) if isinstance(err, XFormerError) else f"{type(err).__name__}: {err}"
@@ -294,6 +310,23 @@ def _validate(record: ArtifactRecord, model: nn.Module, input_size: tuple[int, i
                   f"({report.photos} {'calibration images' if calib else 'photos'} + {report.random_inputs} random) "
                   f"{verdict}", soft_wrap=True)
     return cache
+
+
+def _validate_detections(record: ArtifactRecord, runtime, model: nn.Module, inputs, cache, calib: str | None):
+    from .parity import check_detection_parity
+
+    report = check_detection_parity(runtime, model, record.precision, inputs)
+    record.parity = report.to_dict()
+    console.print(f"  parity: {_boxes_line(record.parity, 'calibration images' if calib else 'photos')} "
+                  f"{_verdict(record.parity)}", soft_wrap=True)
+    return cache
+
+
+def _boxes_line(parity: dict, images: str) -> str:
+    return (f"{parity['matched']}/{parity['reference_boxes']} boxes matched, {parity['missing']} missing, "
+            f"{parity['extra']} extra ({parity['borderline']} at the threshold, {parity['ties']} NMS ties), "
+            f"min IoU {parity['min_iou']:.4f}, max score err {parity['max_score_err']:.1e} ({parity['photos']} "
+            f"{images} + {parity['random_inputs']} random, score >= {parity['score_threshold']:.2g})")
 
 
 PARITY_IMAGES = 16

@@ -26,6 +26,9 @@ class ExportFormat:
     channels_last_default: bool
     description: str
     directory: bool = False  # the file is a directory bundle (.mlpackage), written atomically as one
+    # Output forms a detector's file can have (export/detection_outputs.py), the default first: what an app wants
+    # most that the format holds. None: the format does not export detectors yet.
+    det_outputs: tuple[str, ...] = ("decoded", "raw")
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -45,7 +48,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         name="onnx", suffix=".onnx", precisions=("fp32",), default_precisions=("fp32",), extra="onnx",
         modules=("onnx", "onnxruntime", "onnxscript", "onnxsim"),
         options=("dynamic_batch", "simplify", "opset", "channels_last_io"),
-        exporter="onnx_export:export_onnx", channels_last_default=False,
+        exporter="onnx_export:export_onnx", channels_last_default=False, det_outputs=("nms", "decoded", "raw"),
         description="ONNX (torch.onnx dynamo exporter, onnxsim-simplified), runs in ONNX Runtime"),
     ExportFormat(
         name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "dynamic-int8", "int8", "w8a16"),
@@ -58,14 +61,14 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         name="coreml", suffix=".mlpackage", precisions=("fp16", "fp32", "int8", "palette6"),
         default_precisions=("fp16",), extra="coreml", modules=("coremltools",),
         options=("coreml_input", "channels_last_io"),
-        exporter="coreml_export:export_coreml", channels_last_default=False,
+        exporter="coreml_export:export_coreml", channels_last_default=False, det_outputs=("nms", "decoded", "raw"),
         description="CoreML ML program (iOS 16+) with image input and classifier outputs; checked on Linux by "
                     "evaluating its MIL program, predicts on macOS",
         directory=True),
     ExportFormat(
         name="pte", suffix=".pte", precisions=("fp32", "int8"), default_precisions=("fp32",), extra="executorch",
         modules=("executorch", "torchao"), options=("pte_backend", "calib", "channels_last_io"),
-        exporter="pte_export:export_pte", channels_last_default=True,
+        exporter="pte_export:export_pte", channels_last_default=True, det_outputs=(),
         description="ExecuTorch program lowered to XNNPACK (fp32, PT2E int8) or Core ML, runs in the ExecuTorch "
                     "runtime"),
 )}
@@ -84,8 +87,10 @@ def parse_formats(formats: str | list[str] | tuple[str, ...]) -> list[ExportForm
 
 def format_table_markdown() -> str:
     """The README's format table, generated from FORMATS."""
-    rows = ["| format | suffix | precisions (default first) | extra | options |", "|---|---|---|---|---|"]
+    rows = ["| format | suffix | precisions (default first) | extra | options | detector outputs (default first) |",
+            "|---|---|---|---|---|---|"]
     for f in FORMATS.values():
         precisions = ", ".join(list(f.default_precisions) + [p for p in f.precisions if p not in f.default_precisions])
-        rows.append(f"| `{f.name}` | `{f.suffix}` | {precisions} | `{f.extra}` | {', '.join(f.options)} |")
+        rows.append(f"| `{f.name}` | `{f.suffix}` | {precisions} | `{f.extra}` | {', '.join(f.options)} | "
+                    f"{', '.join(f.det_outputs) or 'not yet'} |")
     return "\n".join(rows)

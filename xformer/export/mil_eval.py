@@ -225,6 +225,11 @@ _OPS: dict[str, Callable] = {
     "maximum": lambda a: torch.maximum(a.t("x"), a.t("y")),
     "sqrt": lambda a: torch.sqrt(a.t("x")),
     "silu": lambda a: F.silu(a.t("x")),
+    "sigmoid": lambda a: torch.sigmoid(a.t("x")),
+    "exp": lambda a: torch.exp(a.t("x")),
+    "leaky_relu": lambda a: F.leaky_relu(a.t("x"), a.p("alpha", 0.01)),
+    "upsample_nearest_neighbor": lambda a: F.interpolate(
+        a.t("x"), scale_factor=(a.p("scale_factor_height", 1), a.p("scale_factor_width", 1)), mode="nearest"),
     "relu": lambda a: F.relu(a.t("x")),
     "clip": lambda a: torch.clamp(a.t("x"), a.p("alpha"), a.p("beta")),
     "cast": lambda a: a.t("x"),  # the output's dtype (fp16 / fp32) is applied after every op

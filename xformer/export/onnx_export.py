@@ -72,12 +72,53 @@ def onnx_graph_stats(model) -> dict:
 
 def _torch_export(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool):
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=64)},) if dynamic_batch else None
+    names = getattr(model, "output_names", ["logits"])  # a detector's names its form's outputs
     with warnings.catch_warnings(), _quiet_exporter():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, external_data=False,
-                                    input_names=["image"], output_names=["logits"], dynamic_shapes=dynamic_shapes,
+                                    input_names=["image"], output_names=names, dynamic_shapes=dynamic_shapes,
                                     verbose=False, optimize=True)
     return program.model_proto
+
+
+def _append_nms(model_proto, detection: dict) -> None:
+    """Decoded boxes (1, N, 4) and scores (1, N, C) -> `detections` (K, 6): x1, y1, x2, y2, score, class, best
+    first, by ONNX NonMaxSuppression per class with the metadata's thresholds, then the best `max_detections`."""
+    onnx = require("onnx", "ONNX export", "onnx")
+    helper, TensorProto = onnx.helper, onnx.TensorProto
+    graph = model_proto.graph
+    boxes, scores = (o.name for o in graph.output)
+
+    def const(name: str, values, dtype) -> str:
+        graph.initializer.append(helper.make_tensor(f"nms_{name}", dtype, [len(values)], values))
+        return f"nms_{name}"
+
+    limit = const("max_detections", [detection["max_detections"]], TensorProto.INT64)
+    nodes = [
+        ("Transpose", [scores], ["nms_scores_cn"], {"perm": [0, 2, 1]}),
+        ("NonMaxSuppression", [boxes, "nms_scores_cn", limit, const("iou", [detection["iou_threshold"]],
+                                                                   TensorProto.FLOAT),
+                               const("score", [detection["score_threshold"]], TensorProto.FLOAT)],
+         ["nms_selected"], {}),
+        ("GatherND", ["nms_scores_cn", "nms_selected"], ["nms_selected_scores"], {}),
+        ("Gather", ["nms_selected", const("class_column", [1], TensorProto.INT64)], ["nms_class_col"], {"axis": 1}),
+        ("Gather", ["nms_selected", const("box_column", [2], TensorProto.INT64)], ["nms_box_col"], {"axis": 1}),
+        ("Squeeze", ["nms_box_col", const("axis1", [1], TensorProto.INT64)], ["nms_box_index"], {}),
+        ("Squeeze", [boxes, const("axis0", [0], TensorProto.INT64)], ["nms_boxes_n4"], {}),
+        ("Gather", ["nms_boxes_n4", "nms_box_index"], ["nms_selected_boxes"], {"axis": 0}),
+        ("Shape", ["nms_selected_scores"], ["nms_count"], {}),
+        ("Min", ["nms_count", limit], ["nms_k"], {}),
+        ("TopK", ["nms_selected_scores", "nms_k"], ["nms_top_scores", "nms_top"], {"axis": 0}),
+        ("Gather", ["nms_selected_boxes", "nms_top"], ["nms_top_boxes"], {"axis": 0}),
+        ("Gather", ["nms_class_col", "nms_top"], ["nms_top_classes"], {"axis": 0}),
+        ("Cast", ["nms_top_classes"], ["nms_top_classes_f"], {"to": TensorProto.FLOAT}),
+        ("Unsqueeze", ["nms_top_scores", "nms_axis1"], ["nms_score_col"], {}),
+        ("Concat", ["nms_top_boxes", "nms_score_col", "nms_top_classes_f"], ["detections"], {"axis": 1}),
+    ]
+    for op, inputs, outputs, attrs in nodes:
+        graph.node.append(helper.make_node(op, inputs, outputs, name=outputs[0], **attrs))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["detections", 6]))
 
 
 class _quiet_exporter:
@@ -95,9 +136,10 @@ class _quiet_exporter:
 
 
 def _run(model_proto, array: np.ndarray) -> np.ndarray:
+    """Every output of the graph, flattened into one array (for comparing two graphs)."""
     ort = require("onnxruntime", "ONNX export", "onnx")
     session = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: array})[0]
+    return np.concatenate([o.reshape(-1) for o in session.run(None, {session.get_inputs()[0].name: array})])
 
 
 def _simplify(model_proto, probe: np.ndarray) -> tuple[object, dict]:
@@ -151,6 +193,10 @@ def export_onnx(model: nn.Module, path: Path, *, input_size: tuple[int, int], ch
     if simplify:
         proto, info = _simplify(proto, example.numpy())
         details.update(info)
+    detection = metadata.get("detection")
+    if detection is not None and detection["outputs"] == "nms":
+        _append_nms(proto, detection)
+        details["nms"] = "ONNX NonMaxSuppression in the graph"
     details.update(onnx_graph_stats(proto), attention_layers=attention_layers)
     if compare_naive and reference is not None and attention_layers:
         naive = _torch_export(reference, torch.rand(1, 3, height, width), opset, False)

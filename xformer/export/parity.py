@@ -8,11 +8,13 @@ file whatever its weights, applies.
 Segmenters (outputs of shape N x classes x H x W) are judged by the share of pixels whose argmax agrees with
 PyTorch's, over photos and random inputs, next to the same logit errors; their fp32 logit bound is looser,
 since hundreds of thousands of logits per image each carry the float rounding of a full-resolution graph.
+Detectors are judged by their boxes: matched to PyTorch's by class and IoU, with matched/missing/extra counts,
+the worst IoU and the worst score error (`check_detection_parity`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -22,7 +24,9 @@ from ..checkpoint import has_seeded_weights
 from ..preprocess import PreprocessSpec, preprocess
 from ..runtimes.base import Runtime
 
-__all__ = ["NOT_JUDGED", "TOLERANCES", "ParityReport", "Tolerance", "check_parity", "parity_inputs", "reference_logits"]
+__all__ = ["DETECTION_TOLERANCES", "NOT_JUDGED", "TOLERANCES", "DetectionParityReport", "ParityReport", "Tolerance",
+           "check_detection_parity", "check_parity", "detection_report", "match_detections", "parity_inputs",
+           "reference_logits"]
 
 RANDOM_INPUTS = 4
 RANDOM_SEED = 0
@@ -192,3 +196,164 @@ def check_parity(runtime: Runtime, reference: nn.Module, precision: str, photos:
         expected = reference_logits(reference, batch)
     trained = not has_seeded_weights(reference)
     return compare(expected, _runtime_logits(runtime, batch), n_photos, precision, trained)
+
+
+# Detectors: the file's detections are matched to PyTorch's, box for box (same class, IoU >= MATCH_IOU, greedy
+# by reference score). Seeded weights score every box far below the usual 0.05, so boxes are kept from the
+# PARITY_BOXES best candidates of each image unless a file's graph holds its own NMS (its thresholds are fixed).
+# Pairs are taken best IoU first.
+# A box whose score is within `score_margin` (relative) of the threshold may fall on either side of it: such a
+# box unmatched is counted as borderline, not as missing or extra.
+MATCH_IOU = 0.5
+PARITY_BOXES = 20
+
+
+@dataclass(frozen=True)
+class DetectionTolerance:
+    min_iou: float | None = None  # of every matched pair
+    max_rel_score_err: float | None = None  # |score - reference| / max(reference, threshold)
+    max_unmatched: int | None = None  # missing + extra boxes, over all inputs
+    min_recall: float | None = None  # matched / reference boxes
+    score_margin: float = 0.01
+    needs_trained_weights: bool = False
+
+
+DETECTION_TOLERANCES: dict[str, DetectionTolerance] = {
+    "fp32": DetectionTolerance(min_iou=0.99, max_rel_score_err=1e-3, max_unmatched=0),
+    "fp16": DetectionTolerance(min_iou=0.95, max_rel_score_err=0.05, min_recall=0.9, score_margin=0.05),
+    "dynamic-int8": DetectionTolerance(min_iou=0.8, min_recall=0.8, score_margin=0.2, needs_trained_weights=True),
+    "int8": DetectionTolerance(min_iou=0.7, min_recall=0.7, score_margin=0.3, needs_trained_weights=True),
+    "w8a16": DetectionTolerance(min_iou=0.8, min_recall=0.8, score_margin=0.2, needs_trained_weights=True),
+    "palette6": DetectionTolerance(min_iou=0.8, min_recall=0.8, score_margin=0.2, needs_trained_weights=True),
+}
+
+
+@dataclass
+class DetectionParityReport:
+    reference_boxes: int
+    matched: int
+    missing: int  # PyTorch's boxes the file does not find
+    extra: int  # the file's boxes PyTorch does not have
+    borderline: int  # unmatched boxes scored within the margin of the threshold
+    ties: int  # matched to another of two boxes PyTorch scored alike (NMS's pick; not in the IoU figures)
+    min_iou: float  # over matched pairs (1.0 when none)
+    mean_iou: float
+    max_score_err: float  # absolute, over matched pairs
+    max_rel_score_err: float
+    score_threshold: float  # the lowest threshold used on any input
+    photos: int
+    random_inputs: int
+    tolerance: dict
+    passed: bool
+    failures: list[str]
+    judged: bool = True
+    status: str = "ok"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _is_tie(found_box, label: int, reference_score: float, candidates, margin: float, min_iou: float) -> bool:
+    """True when PyTorch scored a box like the file's (IoU >= min_iou, same class) as high as the one it kept:
+    NMS kept one of two equally scored boxes, which rounding decides (seeded heads score neighbours alike)."""
+    from ..models.detection import box_iou
+
+    boxes, scores = candidates
+    near = box_iou(found_box[None], boxes)[0] >= min_iou
+    return bool(near.any()) and float(scores[near, label].max()) >= reference_score * (1 - margin)
+
+
+def _match(expected, found, threshold: float, margin: float, candidates=None, min_iou: float | None = None) -> dict:
+    """Same-class matching of one image's detections (models.detection.Detections), best overlaps first."""
+    from ..models.detection import box_iou
+
+    ious = box_iou(expected.boxes, found.boxes).numpy() if len(expected) and len(found) else np.zeros(
+        (len(expected), len(found)))
+    same = expected.labels.numpy()[:, None] == found.labels.numpy()[None, :]
+    ious = np.where(same, ious, 0.0)
+    taken, matched_ref, pairs = np.zeros(len(found), bool), set(), []
+    # Best overlaps first: seeded weights give near-identical boxes of one class, whose score order means little.
+    for flat in np.argsort(-ious, axis=None, kind="stable"):
+        i, j = np.unravel_index(flat, ious.shape)
+        if ious[i, j] < MATCH_IOU:
+            break
+        if i not in matched_ref and not taken[j]:
+            taken[j] = True
+            matched_ref.add(i)
+            pairs.append((int(i), int(j), float(ious[i, j])))
+    ties = [(i, j, iou) for i, j, iou in pairs if candidates is not None and min_iou is not None and iou < min_iou
+            and _is_tie(found.boxes[j], int(found.labels[j]), float(expected.scores[i]), candidates, margin, min_iou)]
+    pairs = [p for p in pairs if p not in ties]
+    near = threshold * (1 + margin)
+    unmatched_ref = [float(s) for i, s in enumerate(expected.scores.tolist()) if i not in matched_ref]
+    unmatched_found = [float(s) for j, s in enumerate(found.scores.tolist()) if not taken[j]]
+    ref_scores, found_scores = expected.scores.numpy(), found.scores.numpy()
+    errors = [abs(float(found_scores[j]) - float(ref_scores[i])) for i, j, _ in pairs]
+    relative = [e / max(float(ref_scores[i]), threshold) for e, (i, _, _) in zip(errors, pairs)]
+    return {"pairs": [iou for _, _, iou in pairs], "errors": errors, "relative": relative,
+            "missing": sum(s > near for s in unmatched_ref), "extra": sum(s > near for s in unmatched_found),
+            "borderline": sum(s <= near for s in unmatched_ref + unmatched_found), "reference": len(expected),
+            "ties": len(ties)}
+
+
+def match_detections(raw_reference: list, outputs, metadata: dict, precision: str = "fp32") -> dict:
+    """One image: PyTorch's raw maps and a file's outputs (any form) -> the matching of their detections
+    (pairs' IoUs, score errors, missing/extra/borderline/tie counts) and the score threshold used."""
+    from ..models.detection import decode, postprocess
+    from ..runtimes.detection import detections_from_outputs, nms_config
+
+    detection = metadata["detection"]
+    config = nms_config(metadata)
+    tol = DETECTION_TOLERANCES.get(precision, DetectionTolerance())
+    maps = [torch.as_tensor(np.asarray(r, np.float32)) for r in raw_reference]
+    boxes, scores = decode(maps, torch.tensor(detection["anchors"]), tuple(detection["strides"]))
+    threshold = config.score_threshold
+    if detection["outputs"] != "nms":  # enough boxes to compare whatever the weights
+        best = scores.reshape(-1).topk(min(PARITY_BOXES, scores.numel())).values[-1]
+        threshold = min(threshold, float(best) * (1 - 1e-6))
+    config = replace(config, score_threshold=threshold)
+    expected = postprocess(boxes, scores, config)[0]
+    found = detections_from_outputs(outputs, metadata, config)[0]
+    return {**_match(expected, found, threshold, tol.score_margin, (boxes[0], scores[0]), tol.min_iou),
+            "threshold": threshold}
+
+
+@torch.no_grad()
+def check_detection_parity(runtime: Runtime, reference: nn.Module, precision: str,
+                           inputs: tuple[np.ndarray, int]) -> DetectionParityReport:
+    """The file's detections against PyTorch's on the contract's inputs (see DETECTION_TOLERANCES)."""
+    batch, photos = inputs
+    results = [match_detections(reference(torch.from_numpy(x[None])), runtime.run(x[None]), runtime.metadata,
+                                precision) for x in batch]
+    return detection_report(results, photos, precision, not has_seeded_weights(reference))
+
+
+def detection_report(results: list[dict], photos: int, precision: str, trained: bool) -> DetectionParityReport:
+    """Per-image matches (`match_detections`) -> the report, judged by the precision's tolerance."""
+    tol = DETECTION_TOLERANCES.get(precision, DetectionTolerance())
+    judged = trained or not tol.needs_trained_weights
+    thresholds = [r["threshold"] for r in results]
+    ious = [iou for r in results for iou in r["pairs"]]
+    errors = [e for r in results for e in r["errors"]]
+    relative = [e for r in results for e in r["relative"]]
+    counts = {k: sum(r[k] for r in results) for k in ("missing", "extra", "borderline", "reference", "ties")}
+    matched = len(ious)
+    failures = []
+    if judged:
+        if tol.min_iou is not None and ious and min(ious) < tol.min_iou:
+            failures.append(f"min IoU {min(ious):.4f} < {tol.min_iou}")
+        if tol.max_rel_score_err is not None and relative and max(relative) > tol.max_rel_score_err:
+            failures.append(f"relative score error {max(relative):.1e} > {tol.max_rel_score_err:.0e}")
+        if tol.max_unmatched is not None and counts["missing"] + counts["extra"] > tol.max_unmatched:
+            failures.append(f"{counts['missing']} missing and {counts['extra']} extra boxes")
+        if tol.min_recall is not None and counts["reference"] and matched / counts["reference"] < tol.min_recall:
+            failures.append(f"matched {matched}/{counts['reference']} boxes < {tol.min_recall:.0%}")
+    judged = judged and bool(counts["reference"] or matched or counts["extra"])  # no box on either side: nothing
+    status = "FAILED" if failures else "ok" if judged else NOT_JUDGED
+    return DetectionParityReport(
+        reference_boxes=counts["reference"], matched=matched, missing=counts["missing"], extra=counts["extra"],
+        borderline=counts["borderline"], ties=counts["ties"], min_iou=min(ious, default=1.0),
+        mean_iou=float(np.mean(ious)) if ious else 1.0,
+        max_score_err=max(errors, default=0.0), max_rel_score_err=max(relative, default=0.0),
+        score_threshold=min(thresholds), photos=photos, random_inputs=len(results) - photos, tolerance=asdict(tol),
+        passed=not failures, failures=failures, judged=judged, status=status)

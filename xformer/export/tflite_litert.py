@@ -24,14 +24,17 @@ __all__ = ["LogitsSignature", "convert_float", "convert_int8"]
 
 
 class LogitsSignature(nn.Module):
-    """Names the file's signature: input "image", output "logits"."""
+    """Names the file's signature: input "image", output "logits" (a detector's: its form's output names)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.names = getattr(model, "output_names", None)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"logits": self.model(image)}
+        if self.names is None:
+            return {"logits": self.model(image)}
+        return dict(zip(self.names, self.model(image)))
 
 
 @contextlib.contextmanager

@@ -97,18 +97,28 @@ class Runtime(ABC):
 
     @abstractmethod
     def _run(self, array: np.ndarray) -> np.ndarray:
-        """Run one batch already in the file's layout and dtype-agnostic float32."""
+        """Run one batch already in the file's layout and dtype-agnostic float32: the output array, or the list of
+        them for a file with several (a detector's, in the order its metadata names them)."""
 
     def run(self, array: np.ndarray) -> np.ndarray:
         array = np.asarray(array, dtype=np.float32)
         return self._run(self._to_input_layout(array))
 
-    def predict(self, image, k: int = 5) -> list[Prediction] | SegmentationMask:
+    def predict(self, image, k: int = 5, score_threshold: float | None = None):
         """For one image (path, PIL image or HxWx3 uint8 array), using the embedded contract: the top-k classes of
-        a classifier, or the mask of a segmenter (`k` unused)."""
+        a classifier (list of Prediction), the mask of a segmenter (SegmentationMask) or the boxes of a detector
+        (DetectedBoxes, in the image's pixels); `k` applies to classifiers only, `score_threshold` to detectors
+        (default: the file's own; a file with NMS in its graph cannot go below the one it was exported with)."""
         logits = self.run(preprocess(image, self.preprocess_spec))
         if self.config.task == "segment":
             return self._mask(logits, load_image(image).size)
+        if self.config.task == "detect":
+            from .detection import DetectedBoxes, detections_from_outputs, nms_config
+
+            overrides = {} if score_threshold is None else {"score_threshold": score_threshold}
+            found = detections_from_outputs(logits, self.metadata, nms_config(self.metadata, **overrides))[0]
+            return DetectedBoxes.from_detections(found, load_image(image).size, self.config.preprocess,
+                                                 self.config.labels)
         return top_k(logits[0], self.config.labels, k)
 
     def _mask(self, logits: np.ndarray, size: tuple[int, int]) -> SegmentationMask:

@@ -57,7 +57,13 @@ class CoreMLRuntime(Runtime):
         else:
             shape = tuple(feature.type.multiArrayType.shape)
             self.inputs = [TensorInfo(feature.name, shape, "float32", self.metadata["preprocess"]["layout"])]
-        self.outputs = [TensorInfo("logits", (1, self.metadata["num_classes"]), "float32")]
+        self.detection = self.metadata.get("detection")
+        if self.detection is None:
+            self.outputs = [TensorInfo("logits", (1, self.metadata["num_classes"]), "float32")]
+        else:
+            names = ["confidence", "coordinates"] if self.detection["outputs"] == "nms" else \
+                self.detection["output_names"]
+            self.outputs = [TensorInfo(name, (), "float32") for name in names]
 
     def _pixels(self, array: np.ndarray) -> Image.Image:
         """One preprocessed CHW float image back to the pixel buffer an ImageType input takes."""
@@ -69,7 +75,24 @@ class CoreMLRuntime(Runtime):
             pixels = pixels[::-1]
         return Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB")
 
-    def _run(self, array: np.ndarray) -> np.ndarray:
+    def _detections(self, outputs: dict) -> np.ndarray:
+        """The NMS pipeline's `confidence` (K, C) and `coordinates` (K, 4, centre and size as fractions of the
+        input) -> (K, 6) rows x1, y1, x2, y2, score, class in input pixels, best first (the `nms` form)."""
+        confidence = np.asarray(outputs["confidence"], np.float32).reshape(-1, self.metadata["num_classes"])
+        height, width = self.metadata["preprocess"]["input_size"]
+        coordinates = np.asarray(outputs["coordinates"], np.float32).reshape(-1, 4) * [width, height, width, height]
+        centre, size = coordinates[:, :2], coordinates[:, 2:]
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+        rows = np.concatenate([boxes, confidence.max(1, keepdims=True), confidence.argmax(1)[:, None]], axis=1)
+        return rows[np.argsort(-rows[:, 4], kind="stable")].astype(np.float32)
+
+    def _run(self, array: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        if self.detection is not None:  # one image per call, as a detector's files take
+            value = self._pixels(array[0]) if self.image_input else array
+            outputs = self.model.predict({self.inputs[0].name: value})
+            if self.detection["outputs"] == "nms":
+                return self._detections(outputs)
+            return [np.asarray(outputs[info.name], np.float32) for info in self.outputs]
         rows = []
         for row in array:
             value = self._pixels(row) if self.image_input else row[None]

@@ -55,19 +55,32 @@ class LiteRTRuntime(Runtime):
         self.metadata = read_tflite_metadata(self.path)
         layout = self.metadata["preprocess"].get("layout", "NHWC")
         self._input_details = self.interpreter.get_input_details()
-        self._output_details = self.interpreter.get_output_details()
+        self._output_details = self._ordered_outputs()
         self.inputs = [tensor_info(d, layout) for d in self._input_details]
         self.outputs = [tensor_info(d) for d in self._output_details]
         self.threads, self.xnnpack = threads, xnnpack
         self.version = require("ai_edge_litert", "running .tflite files", "tflite").__version__
 
-    def _run(self, array: np.ndarray) -> np.ndarray:
-        image, logits = self.inputs[0], self.outputs[0]
+    def _ordered_outputs(self) -> list[dict]:
+        """Output details in the order the metadata names them (a detector's several outputs; the interpreter's
+        own order follows the converter's), else the interpreter's."""
+        details = self.interpreter.get_output_details()
+        names = self.metadata.get("detection", {}).get("output_names")
+        if not names or len(details) < 2:
+            return details
+        signature = self.interpreter.get_signature_runner().get_output_details()
+        by_index = {d["index"]: d for d in details}
+        return [by_index[signature[name]["index"]] for name in names]
+
+    def _run(self, array: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        image = self.inputs[0]
         if image.scale is not None:
             array = quantize(array, np.dtype(image.dtype), image.scale, image.zero_point)
         self.interpreter.set_tensor(self._input_details[0]["index"], array.astype(image.dtype, copy=False))
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self._output_details[0]["index"])
-        if logits.scale is not None:
-            return dequantize(out, logits.scale, logits.zero_point)
-        return out.astype(np.float32, copy=False)
+        outputs = []
+        for info, detail in zip(self.outputs, self._output_details):
+            out = self.interpreter.get_tensor(detail["index"])
+            outputs.append(dequantize(out, info.scale, info.zero_point) if info.scale is not None else
+                           out.astype(np.float32, copy=False))
+        return outputs[0] if len(outputs) == 1 else outputs

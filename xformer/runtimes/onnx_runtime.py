@@ -43,4 +43,5 @@ class OnnxRuntime(Runtime):
         self.version = ort.__version__
 
     def _run(self, array: np.ndarray) -> np.ndarray:
-        return self.session.run([self.outputs[0].name], {self.inputs[0].name: array})[0]
+        outputs = self.session.run(None, {self.inputs[0].name: array})
+        return outputs[0] if len(outputs) == 1 else outputs
