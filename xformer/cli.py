@@ -135,8 +135,8 @@ def _predict_boxes(runtime, images: list, save: str | None, conf: float | None) 
         table = Table(title=f"{shown}  ({runtime.name}: {runtime.path.name}, {len(result)} boxes)")
         for column in ("label", "score", "x1", "y1", "x2", "y2"):
             table.add_column(column, justify="left" if column == "label" else "right")
-        for label, score, box in zip(result.labels, result.scores.tolist(), result.boxes.tolist()):
-            table.add_row(label, f"{score:.3g}", *(f"{v:.1f}" for v in box))
+        for label, score, xyxy in zip(result.labels, result.scores.tolist(), result.boxes.tolist()):
+            table.add_row(label, f"{score:.3g}", *(f"{v:.1f}" for v in xyxy))
         console.print(table)
         if save:
             out = _save_path(save, image, images, "det")
