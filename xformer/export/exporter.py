@@ -224,6 +224,10 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
                 record.details = details
                 console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, "
                               f"{record.seconds:.1f} s")
+                slow = fmt.reference_kernels.get(precision)
+                if slow:
+                    record.details["reference_kernels_on_cpu"] = slow
+                    console.print(f"  [bold yellow]warning:[/] {slow}", highlight=False, soft_wrap=True)
             except XFormerError as err:
                 record.error = str(err)
             except Exception as err:  # a converter crash is recorded and the other formats still run

@@ -47,7 +47,7 @@ __all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "PRECISIONS", "export_tflite"]
 CONVERTERS = ("litert-torch", "onnx2tf")
 DEFAULT_CONVERTER = "litert-torch"
 PRECISIONS = FORMATS["tflite"].precisions
-STATIC_PRECISIONS = ("int8", "w8a16")
+STATIC_PRECISIONS = FORMATS["tflite"].calibrated
 
 # Converting takes minutes: every precision of one model in one process starts from the same float conversion,
 # and int8 with float or int8 I/O from the same PT2E conversion.
