@@ -101,9 +101,10 @@ def float_layer_filter(form: nn.Module, names: list[str], keep: bool = True) -> 
 
 
 def _batches(images: np.ndarray, limit: int) -> np.ndarray:
-    """At most `limit` images, evenly spaced, cut to whole batches (the quantised graph has a fixed batch)."""
-    images = images[::-(-len(images) // limit)]
-    return images[:len(images) // BATCH * BATCH]
+    """At most `limit` images, evenly spaced (the folder is sorted by class), a whole number of batches (the
+    quantised graph has a fixed batch)."""
+    count = min(limit, len(images)) // BATCH * BATCH
+    return images[np.linspace(0, len(images) - 1, count).round().astype(int)] if count else images[:0]
 
 
 @torch.no_grad()
