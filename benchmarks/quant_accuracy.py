@@ -6,8 +6,10 @@ recorded.
 
     python -m xformer dataset digits data/digits
     python -m xformer train xformer_s --data data/digits --imgsz 64 --epochs 12 --lr 0.001 --hflip 0 \\
-        --crop-scale 0.5 --out runs/digits-s
-    python -m benchmarks.quant_accuracy runs/digits-s/best.safetensors --data data/digits
+        --crop-scale 0.5 --out runs/digits-s          # lr 0.002 and 0.001 both diverged (NaN) at epoch 5:
+    python -m xformer train runs/digits-s/best.safetensors --data data/digits --imgsz 64 --epochs 5 --lr 0.0003 \\
+        --warmup-epochs 1 --hflip 0 --crop-scale 0.5 --out runs/digits-s2   # epoch 4's 95% -> 99.44% in 3 epochs
+    python -m benchmarks.quant_accuracy runs/digits-s2/best.safetensors --data data/digits
     cp runs/quant-accuracy/quant.json benchmarks/results/quant.json; python scripts/update_readme.py
 
 The goal it prints (issue 14): static int8 top-1 within 1 pt of PyTorch, TFLite and ONNX.

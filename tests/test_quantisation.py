@@ -139,6 +139,8 @@ def test_int8_float_layers_bad_requests(digits_model, digits_root, tmp_path):
     with pytest.raises(OptionError, match="not.a module of the model.*stem.conv"):
         parse_float_layers(form, "layer9.conv")
     with pytest.raises(OptionError, match="TFLite int8 files only"):
+        export(digits_model, formats="tflite", precisions=["fp32"], out_dir=tmp_path, int8_float_layers="classifier")
+    with pytest.raises(OptionError, match="an option of tflite"):
         export(digits_model, formats="onnx", precisions=["int8"], out_dir=tmp_path, int8_float_layers="classifier")
     with pytest.raises(OptionError, match="add --calib DIR"):
         export(digits_model, formats="tflite", precisions=["int8"], out_dir=tmp_path, int8_float_layers="auto")
