@@ -156,7 +156,8 @@ def test_sensitivity_sweep_ranks_layers(digits_model, digits_root):
     layers = ["stem.conv", "layer4.1.transformer.0.attn.qkv", "classifier"]
     results = sweep(form, calibration[:192], layers)
     assert sorted(r.layer for r in results) == sorted(layers)
-    assert all(0.9 < r.cosine < 1.0 and 0.9 <= r.top1_agreement <= 1.0 for r in results)
+    assert all(0.9 < r.cosine <= 1.0 and 0.9 <= r.top1_agreement <= 1.0 for r in results)
+    assert results[0].cosine < 1.0  # the input layer's int8 error shows (float32 cosines can round to 1.0)
     assert [(r.top1_agreement, r.cosine) for r in results] == sorted((r.top1_agreement, r.cosine) for r in results)
 
 
