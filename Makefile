@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup demo test lint clean
 
 setup: $(STAMP)
 
@@ -45,9 +45,6 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
-
-test-all: lint
-	$(BIN)/python -m pytest -m "slow or not slow"
 
 clean:
 	rm -rf runs build .pytest_cache .ruff_cache
