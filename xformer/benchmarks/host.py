@@ -20,6 +20,7 @@ from itertools import groupby
 import numpy as np
 import torch
 
+from ..export.formats import slow_on_cpu
 from ..runtimes import Runtime, load
 from ..runtimes.torch_runtime import TorchRuntime
 from .memory import PeakMemory
@@ -159,12 +160,15 @@ class HostTarget:
         return [s.record for s in sessions]
 
     def _record(self, artifact: Artifact, threads: int, environment: dict) -> BenchResult:
+        """The row of one configuration; a precision this CPU runs on reference kernels says so in its warnings."""
+        slow = slow_on_cpu(artifact.format, artifact.precision)
         return BenchResult(model=artifact.model, source=artifact.source, format=artifact.format,
                            precision=artifact.precision, runtime="", runtime_version="", target=self.name,
                            device=environment["cpu"], threads=threads, input_size=artifact.input_size,
                            batch=self.batch, file=str(artifact.path) if artifact.path else None,
                            file_size_mb=artifact.size_mb, params=artifact.params, macs=artifact.macs,
-                           error=artifact.error, timestamp=now(), environment=environment)
+                           error=artifact.error, timestamp=now(), environment=environment,
+                           warnings=[f"REFERENCE KERNELS: {slow}"] if slow else [])
 
     def _prepare(self, session: _Session, x: np.ndarray, reference: np.ndarray | None) -> None:
         """Load, first inference and warm-up; a failure marks the record and drops the configuration."""

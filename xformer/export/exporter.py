@@ -151,6 +151,12 @@ def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool 
             raise OptionError(f"--opset {options['opset']} is too old: the ONNX exporter needs opset >= {MIN_OPSET}")
     if options.get("int8_io") and ("tflite", "int8") not in planned:
         raise OptionError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
+    if options.get("int8_float_layers") is not None:
+        if ("tflite", "int8") not in planned:
+            raise OptionError("--int8-float-layers applies to TFLite int8 files only; add --precisions int8 or drop it")
+        if options["int8_float_layers"] == "auto" and options.get("calib") is None:
+            raise OptionError("--int8-float-layers auto judges int8 on held-out calibration images, and the sample "
+                              "photos are too few: add --calib DIR (100+ images like the model's inputs)")
     if options.get("calib") is not None:
         from .calibration import image_files
 
@@ -234,6 +240,10 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
                 record.details = details
                 console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, "
                               f"{record.seconds:.1f} s")
+                slow = fmt.reference_kernels.get(precision)
+                if slow:
+                    record.details["reference_kernels_on_cpu"] = slow
+                    console.print(f"  [bold yellow]warning:[/] {slow}", highlight=False, soft_wrap=True)
             except XFormerError as err:
                 record.error = str(err)
             except Exception as err:  # a converter crash is recorded and the other formats still run

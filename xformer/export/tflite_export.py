@@ -47,7 +47,7 @@ __all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "PRECISIONS", "export_tflite"]
 CONVERTERS = ("litert-torch", "onnx2tf")
 DEFAULT_CONVERTER = "litert-torch"
 PRECISIONS = FORMATS["tflite"].precisions
-STATIC_PRECISIONS = ("int8", "w8a16")
+STATIC_PRECISIONS = FORMATS["tflite"].calibrated
 
 # Converting takes minutes: every precision of one model in one process starts from the same float conversion,
 # and int8 with float or int8 I/O from the same PT2E conversion.
@@ -105,13 +105,16 @@ def _float_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: 
 
 def _int8_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: str, input_size: tuple[int, int],
                      channels_last_io: bool, metadata: dict, calibration: np.ndarray, int8_io: bool,
-                     details: dict) -> bytes:
+                     float_layers: list[str], details: dict) -> bytes:
     def convert() -> bytes:
         if converter == "litert-torch":
+            from .int8_sensitivity import float_layer_filter
             from .tflite_litert import convert_int8
 
             samples = calibration.transpose(0, 2, 3, 1) if channels_last_io else calibration
-            return convert_int8(model, _example(input_size, channels_last_io), np.ascontiguousarray(samples))
+            keep_float = float_layer_filter(model, float_layers) if float_layers else None
+            return convert_int8(model, _example(input_size, channels_last_io), np.ascontiguousarray(samples),
+                                keep_float)
         from .tflite_onnx2tf import convert_int8
 
         return convert_int8(_onnx_form(model, reference), input_size, channels_last_io, metadata, calibration,
@@ -120,8 +123,27 @@ def _int8_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: s
     # litert-torch always writes int8 I/O (float I/O is added afterwards); onnx2tf writes one file per choice.
     io_choice = int8_io if converter == "onnx2tf" else None
     key = ("int8", *_model_key(converter, input_size, channels_last_io, metadata), io_choice,
-           hashlib.sha256(calibration.tobytes()).hexdigest())
+           hashlib.sha256(calibration.tobytes()).hexdigest(), tuple(float_layers))
     return _cached(key, convert, details)
+
+
+def _float_layers(model: nn.Module, request: str | None, converter: str, calibration: np.ndarray,
+                  details: dict) -> list[str]:
+    """The layers an int8 file keeps float: none, the named ones, or those the sensitivity sweep picks."""
+    if not request:
+        return []
+    if converter != "litert-torch":
+        raise OptionError("--int8-float-layers needs the litert-torch converter (PT2E); onnx2tf's int8 is "
+                          "all-integer: drop --tflite-converter onnx2tf or --int8-float-layers")
+    from .int8_sensitivity import choose_float_layers, parse_float_layers
+
+    if request != "auto":
+        names = parse_float_layers(model, request)
+        details["int8_float_layers"] = {"float_layers": names, "chosen": "by name"}
+        return names
+    plan = choose_float_layers(model, calibration)
+    details["int8_float_layers"] = {**plan.to_dict(), "chosen": "auto"}
+    return plan.float_layers
 
 
 def _check_runs(flatbuffer: bytes, precision: str) -> None:
@@ -141,8 +163,10 @@ def _check_runs(flatbuffer: bytes, precision: str) -> None:
 def export_tflite(model: nn.Module, path: Path, *, input_size: tuple[int, int], channels_last_io: bool,
                   metadata: dict, precision: str = "fp32", reference: nn.Module | None = None,
                   tflite_converter: str = DEFAULT_CONVERTER, calib: str | Path | None = None, int8_io: bool = False,
-                  **_) -> dict:
-    """Convert `model` (the form to ship) to a .tflite file at `path`; returns details for the report."""
+                  int8_float_layers: str | None = None, **_) -> dict:
+    """Convert `model` (the form to ship) to a .tflite file at `path`; returns details for the report.
+
+    `int8_float_layers` (int8, litert-torch): module names kept float, or "auto" (`int8_sensitivity.py`)."""
     if tflite_converter not in CONVERTERS:
         raise OptionError(f"unknown TFLite converter {tflite_converter!r}; choose from: {', '.join(CONVERTERS)}")
     if precision not in PRECISIONS:
@@ -154,8 +178,10 @@ def export_tflite(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
         calibration = load_calibration(calib, PreprocessSpec.from_dict(metadata["preprocess"]))
         details["calibration"] = calibration.to_dict()
     if precision == "int8":
+        float_layers = _float_layers(model, int8_float_layers, tflite_converter,
+                                     calibration.in_layout("NHWC" if channels_last_io else "NCHW"), details)
         flatbuffer = _int8_flatbuffer(model, reference, tflite_converter, input_size, channels_last_io, metadata,
-                                      calibration.images, int8_io, details)
+                                      calibration.images, int8_io, float_layers, details)
         details["quantizer"] = "PT2E (torchao + litert-torch)" if tflite_converter == "litert-torch" else \
             "onnx2tf -oiqt (TensorFlow converter)"
     else:
