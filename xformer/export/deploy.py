@@ -58,17 +58,35 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> nn.Conv2d:
     return fused
 
 
-def _linear_as_conv(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.LayerNorm | None = None) -> nn.Conv2d:
-    """A 1x1 conv computing linear(layernorm_affine(x)): the LayerNorm's gamma/beta folded into the weights."""
-    w = weight.detach().double()
+def _fold_linear(weight: torch.Tensor, bias: torch.Tensor | None,
+                 norm: nn.LayerNorm | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of linear(layernorm_affine(x)): the LayerNorm's gamma/beta folded into the weights."""
+    w = weight.detach().double().reshape(weight.shape[0], -1)
     b = bias.detach().double() if bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     if norm is not None:
         b = b + w @ norm.bias.detach().double()
         w = w * norm.weight.detach().double()
+    return w.float(), b.float()
+
+
+def _linear_as_conv(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.LayerNorm | None = None) -> nn.Conv2d:
+    """A 1x1 conv computing linear(layernorm_affine(x))."""
+    w, b = _fold_linear(weight, bias, norm)
     conv = nn.Conv2d(w.shape[1], w.shape[0], 1, bias=True)
-    conv.weight.data.copy_(w.float().reshape(*w.shape, 1, 1))
-    conv.bias.data.copy_(b.float())
+    conv.weight.data.copy_(w.reshape(*w.shape, 1, 1))
+    conv.bias.data.copy_(b)
     return conv
+
+
+def _pointwise(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.LayerNorm | None, target: str) -> nn.Module:
+    """A transformer projection: nn.Linear (FULLY_CONNECTED) on the token-major "tflite" form, else a 1x1 conv."""
+    if target != "tflite":
+        return _linear_as_conv(weight, bias, norm)
+    w, b = _fold_linear(weight, bias, norm)
+    linear = nn.Linear(w.shape[1], w.shape[0])
+    linear.weight.data.copy_(w)
+    linear.bias.data.copy_(b)
+    return linear
 
 
 class ConvAct(nn.Module):
@@ -99,7 +117,8 @@ class DeployInvertedResidual(nn.Module):
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of a (B, C, H, W) map, without affine (folded into the next conv).
+    """LayerNorm over the channel axis of a (B, C, H, W) map, or of (groups, tokens, C) tokens for "tflite",
+    without affine (folded into the next projection).
 
     For CoreML it multiplies by rsqrt, the pattern coremltools fuses into one `layer_norm(axes=[1])`; elsewhere
     it divides by sqrt (ONNX has no Rsqrt, so rsqrt would cost an extra Reciprocal node).
@@ -111,13 +130,14 @@ class ChannelLayerNorm(nn.Module):
     def __init__(self, eps: float, target: str = "generic", channels: int | None = None):
         super().__init__()
         self.eps = eps
+        self.dim = -1 if target == "tflite" else 1
         self.rsqrt = target == "coreml"
         self.conv_mean = target == "pte"
         if self.conv_mean:
             self.register_buffer("mean_weight", torch.full((1, channels, 1, 1), 1.0 / channels))
 
     def _mean(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.mean_weight) if self.conv_mean else x.mean(dim=1, keepdim=True)
+        return F.conv2d(x, self.mean_weight) if self.conv_mean else x.mean(dim=self.dim, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred = x - self._mean(x)
@@ -147,13 +167,18 @@ def _split_heads(x: torch.Tensor, sizes: list[int], target: str) -> tuple[torch.
 
 
 class _DeployAttention(nn.Module):
-    """Shared plumbing of the fused attentions on a channels-first (groups, d, h, w) map.
+    """Shared plumbing of the fused attentions: every head in one op chain, q, k and v laid out
+    (groups, heads, c, tokens), which needs no tensor of rank above 4.
 
-    Input is the LayerNorm-normalised map (LayerNorm affine folded into `qkv`); the caller adds the output to
-    the residual. Two layouts of the same arithmetic:
-    - targets "generic" (ONNX) and "coreml": channel-major heads, a free reshape to (groups, heads, c, tokens);
-    - target "tflite": token-major (groups, tokens, d), which is NHWC as LiteRT stores it, so no TRANSPOSE is
-      needed; heads are split along channels and every transposed operand is an adj flag of BATCH_MATMUL.
+    Input is the LayerNorm-normalised map (LayerNorm affine folded into the qkv projection); the caller adds the
+    output to the residual. Two layouts around the same arithmetic:
+    - targets "generic" (ONNX), "coreml" and "pte": a channels-first (groups, d, h, w) map, 1x1 conv projections,
+      heads a free reshape of the qkv map;
+    - target "tflite": token-major (groups, tokens, d) in and out, which is NHWC as LiteRT stores it. The qkv
+      projection is a BATCH_MATMUL of the weight with the tokens (adj_y), whose (groups, 3d, tokens) result is
+      channel-major, so heads are again a free reshape. The last product of attention writes its output
+      token-major per head (adj flags), and the output projection is one BATCH_MATMUL with per-head weight
+      slices (heads, c, d) followed by a sum over heads. No TRANSPOSE, no per-head ops.
     """
 
     def __init__(self, qkv_weight: torch.Tensor, qkv_bias: torch.Tensor, attn: nn.Module, norm: nn.LayerNorm,
@@ -161,17 +186,27 @@ class _DeployAttention(nn.Module):
         super().__init__()
         self.num_heads = attn.num_heads
         self.target = target
-        self.qkv = _linear_as_conv(qkv_weight, qkv_bias, norm)
-        self.proj = _linear_as_conv(attn.proj.weight, attn.proj.bias)
+        if target == "tflite":
+            w, b = _fold_linear(qkv_weight, qkv_bias, norm)
+            self.register_buffer("qkv_weight", w)
+            self.register_buffer("qkv_bias", b.reshape(-1, 1))
+            w, b = _fold_linear(attn.proj.weight, attn.proj.bias)
+            d = w.shape[0]
+            self.register_buffer("proj_weight", w.t().reshape(self.num_heads, d // self.num_heads, d).contiguous())
+            self.register_buffer("proj_bias", b)
+        else:
+            self.qkv = _linear_as_conv(qkv_weight, qkv_bias, norm)
+            self.proj = _linear_as_conv(attn.proj.weight, attn.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, d, h, w = x.shape
-        qkv = self.qkv(x)
+        heads = self.num_heads
         if self.target == "tflite":
-            y = self._attend_tokens_last(qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * d))
-            y = y.reshape(b, h, w, d).permute(0, 3, 1, 2)
-        else:
-            y = self._attend_channels_first(qkv.reshape(b, 3 * self.num_heads, d // self.num_heads, h * w))
+            g, n, d = x.shape
+            qkv = _matmul(self.qkv_weight, x, self.target, adj_b=True) + self.qkv_bias  # (g, 3d, tokens)
+            y = self._attend(qkv.reshape(g, 3 * heads, d // heads, n), tokens_out=True)  # (g, heads, tokens, c)
+            return (y @ self.proj_weight).sum(dim=1) + self.proj_bias
+        b, d, h, w = x.shape
+        y = self._attend(self.qkv(x).reshape(b, 3 * heads, d // heads, h * w), tokens_out=False)
         return self.proj(y.reshape(b, d, h, w))
 
 
@@ -189,48 +224,34 @@ class DeployXFA(_DeployAttention):
                  target: str = "generic"):
         super().__init__(attn.qkv.weight, attn.qkv.bias, attn, norm, target)
         self.linear = isinstance(attn, LinearCrossFeatureAttention)
-        heads, c = attn.num_heads, attn.qkv.in_features // attn.num_heads
+        heads = attn.num_heads
         divisor = torch.cat([1.0 / attn.temperature.detach().reshape(-1), torch.ones(heads)])  # q heads, k heads
-        if target == "tflite":
-            self.register_buffer("norm_scale", divisor.repeat_interleave(c).reshape(1, 1, -1))
-        else:
-            self.register_buffer("norm_scale", divisor.reshape(1, -1, 1, 1))
+        self.register_buffer("norm_scale", divisor.reshape(1, -1, 1, 1))
 
-    def _normalise(self, qk: torch.Tensor, token_axis: int) -> torch.Tensor:
+    def _normalise(self, qk: torch.Tensor) -> torch.Tensor:
+        """qk / ||qk|| over tokens (the last axis), q also times its head's temperature."""
         if self.target == "pte":  # XNNPACK has no sum: the mean over tokens, as a 4-D mean over H and W, times T
             g, groups, c, tokens = qk.shape
             sumsq = (qk * qk).reshape(g, groups * c, tokens, 1).mean(dim=(2, 3), keepdim=True) * float(tokens)
             sumsq = sumsq.reshape(g, groups, c, 1)
         else:
-            sumsq = (qk * qk).sum(dim=token_axis, keepdim=True)
+            sumsq = (qk * qk).sum(dim=-1, keepdim=True)
         if self.target == "coreml":
             norm = torch.clamp_min(torch.sqrt(sumsq), FP16_TINY)
         else:
             norm = torch.sqrt(torch.clamp_min(sumsq, L2_EPS * L2_EPS))
         return qk / (norm * self.norm_scale)
 
-    def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
-        heads = self.num_heads
-        qk, v = _split_heads(qkv, [2 * heads, heads], self.target)  # (b, heads, c, tokens) each head
-        q, k = _split_heads(self._normalise(qk, -1), [heads, heads], self.target)
+    def _attend(self, qkv: torch.Tensor, tokens_out: bool) -> torch.Tensor:
+        """(g, 3 heads, c, tokens) -> (g, heads, c, tokens), or (g, heads, tokens, c) when `tokens_out`."""
+        heads, target = self.num_heads, self.target
+        qk, v = _split_heads(qkv, [2 * heads, heads], target)
+        q, k = _split_heads(self._normalise(qk), [heads, heads], target)
         if self.linear:
-            return _matmul(_matmul(v, k, self.target, adj_b=True), q, self.target)  # (v k^T) q: k^T v token-major
-        return _matmul(_matmul(q, k, self.target, adj_b=True).softmax(dim=-1), v, self.target)
-
-    def _attend_tokens_last(self, qkv: torch.Tensor) -> torch.Tensor:
-        d = qkv.shape[-1] // 3
-        c = d // self.num_heads
-        qk, v = qkv.split([2 * d, d], dim=-1)
-        qk = self._normalise(qk, 1).split(c, dim=-1)
-        q, k, v = qk[: self.num_heads], qk[self.num_heads:], v.split(c, dim=-1)
-        outputs = []
-        for q_h, k_h, v_h in zip(q, k, v):  # (b, tokens, c) each
-            if self.linear:
-                outputs.append(q_h @ _matmul(k_h, v_h, self.target, adj_a=True))
-            else:
-                attn = _matmul(q_h, k_h, self.target, adj_a=True).softmax(dim=-1)  # (c x c)
-                outputs.append(_matmul(v_h, attn, self.target, adj_b=True))
-        return torch.cat(outputs, dim=-1)
+            context = _matmul(v, k, target, adj_b=True)  # (c_v x c_k): k^T v in token-major notation
+            return _matmul(q, context, target, adj_a=True, adj_b=True) if tokens_out else _matmul(context, q, target)
+        attn = _matmul(q, k, target, adj_b=True).softmax(dim=-1)  # (c x c)
+        return _matmul(v, attn, target, adj_a=True, adj_b=True) if tokens_out else _matmul(attn, v, target)
 
 
 class DeployMHSA(_DeployAttention):
@@ -243,17 +264,11 @@ class DeployMHSA(_DeployAttention):
         bias[:d] *= attn.scale
         super().__init__(weight, bias, attn, norm, target)
 
-    def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
-        q, k, v = _split_heads(qkv, [self.num_heads] * 3, self.target)  # (b, heads, c, tokens)
+    def _attend(self, qkv: torch.Tensor, tokens_out: bool) -> torch.Tensor:
+        """(g, 3 heads, c, tokens) -> (g, heads, c, tokens), or (g, heads, tokens, c) when `tokens_out`."""
+        q, k, v = _split_heads(qkv, [self.num_heads] * 3, self.target)
         attn = _matmul(q, k, self.target, adj_a=True).softmax(dim=-1)  # (tokens x tokens)
-        return _matmul(v, attn, self.target, adj_b=True)
-
-    def _attend_tokens_last(self, qkv: torch.Tensor) -> torch.Tensor:
-        c = qkv.shape[-1] // 3 // self.num_heads
-        pieces = qkv.split(c, dim=-1)
-        q, k, v = pieces[: self.num_heads], pieces[self.num_heads: 2 * self.num_heads], pieces[2 * self.num_heads:]
-        outputs = [_matmul(q_h, k_h, self.target, adj_b=True).softmax(dim=-1) @ v_h for q_h, k_h, v_h in zip(q, k, v)]
-        return torch.cat(outputs, dim=-1)
+        return _matmul(attn, v, self.target, adj_b=True) if tokens_out else _matmul(v, attn, self.target, adj_b=True)
 
 
 class DeployTransformerLayer(nn.Module):
@@ -265,9 +280,9 @@ class DeployTransformerLayer(nn.Module):
         self.attn = attn_cls(layer.attn, layer.norm1, target)
         self.norm2 = ChannelLayerNorm(layer.norm2.eps, target, dim)
         fc1, act, _, fc2, _ = layer.ffn
-        self.fc1 = _linear_as_conv(fc1.weight, fc1.bias, layer.norm2)
+        self.fc1 = _pointwise(fc1.weight, fc1.bias, layer.norm2, target)
         self.act = copy.deepcopy(act)
-        self.fc2 = _linear_as_conv(fc2.weight, fc2.bias)
+        self.fc2 = _pointwise(fc2.weight, fc2.bias, None, target)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -332,7 +347,13 @@ class DeployXFormerBlock(nn.Module):
         resized = (ph, pw) != (h, w)  # static: depends on the traced input size only
         if resized:
             y = F.interpolate(y, size=(ph, pw), mode="bilinear", align_corners=False)
-        y = fold_groups(self.norm(self.transformer(unfold_groups(y, self.target))), self.target)
+        groups = unfold_groups(y, self.target)
+        if self.target == "tflite":  # token-major transformer: NHWC as LiteRT stores the map, so only reshapes
+            g, d, gh, gw = groups.shape
+            tokens = self.norm(self.transformer(groups.permute(0, 2, 3, 1).reshape(g, gh * gw, d)))
+            y = fold_groups(tokens.reshape(g, gh, gw, d).permute(0, 3, 1, 2), self.target)
+        else:
+            y = fold_groups(self.norm(self.transformer(groups)), self.target)
         if resized:
             y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
         return self.fusion(torch.cat([x, self.proj_act(self.proj(y))], dim=1))
