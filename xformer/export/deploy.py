@@ -131,7 +131,7 @@ class ChannelLayerNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.dim = -1 if target == "tflite" else 1
-        self.rsqrt = target == "coreml"
+        self.rsqrt = target in ("coreml", "tflite")
         self.conv_mean = target == "pte"
         if self.conv_mean:
             self.register_buffer("mean_weight", torch.full((1, channels, 1, 1), 1.0 / channels))
