@@ -105,7 +105,7 @@ def test_attention_heads_run_in_one_op_chain(exported):
     record = exported["fp32"]
     layers = record.details["attention_layers"]
     assert record.op_histogram["SOFTMAX"] == len(layers) and record.op_histogram["BATCH_MATMUL"] == 3 * len(layers)
-    assert all(layer["nodes"] <= 18 for layer in layers.values()), layers
+    assert all(layer["nodes"] <= 19 for layer in layers.values()), layers  # 37 with a chain per head
     assert "SLICE" not in record.op_histogram or record.op_histogram["SLICE"] <= 4 * 3  # the fold's batch slices
 
 
