@@ -115,12 +115,19 @@ class HostTarget:
     def planned_runs(self, artifacts: list[Artifact]) -> int:
         return len(artifacts) * len(self.threads) * (1 + self.plan.warmup + self.plan.runs)
 
-    def run(self, artifacts: list[Artifact], advance: Callable[[int, str], None]) -> list[BenchResult]:
-        """Records for artifacts x threads; `advance(n, what)` reports progress in runs."""
+    def run(self, artifacts: list[Artifact], advance: Callable[[int, str], None],
+            interleave_models: bool = False) -> list[BenchResult]:
+        """Records for artifacts x threads; `advance(n, what)` reports progress in runs.
+
+        One model at one input size shares an input, and its configurations' timed runs interleave; with
+        `interleave_models` every model at one input size does, so ratios between models come from the same rounds.
+        """
         environment = host_environment()
         results = []
-        # One model at one input size shares an input, and its configurations' timed runs interleave.
-        for _, group in groupby(artifacts, key=lambda a: (a.model, a.input_size)):
+        def key(a: Artifact) -> tuple:
+            return a.input_size if interleave_models else (a.model, a.input_size)
+
+        for _, group in groupby(artifacts, key=key):
             results += self._run_group(list(group), environment, advance)
         return results
 
