@@ -99,16 +99,6 @@ def test_no_transpose_inside_xfa_and_gpu_compatible_floats(exported):
     assert exported["fp32"].max_rank <= 4
 
 
-def test_attention_heads_run_in_one_op_chain(exported):
-    """Per layer, all heads share one qkv BATCH_MATMUL, one product each way and one SOFTMAX (issue 14: 715 ops
-    with a chain per head made XFormer-S slower than MobileViT-S on LiteRT)."""
-    record = exported["fp32"]
-    layers = record.details["attention_layers"]
-    assert record.op_histogram["SOFTMAX"] == len(layers) and record.op_histogram["BATCH_MATMUL"] == 3 * len(layers)
-    assert all(layer["nodes"] <= 19 for layer in layers.values()), layers  # 37 with a chain per head
-    assert "SLICE" not in record.op_histogram or record.op_histogram["SLICE"] <= 4 * 3  # the fold's batch slices
-
-
 def test_metadata_round_trips_and_describes_io(exported, digits):
     config = digits[1].model_config
     for precision, record in exported.items():

@@ -11,15 +11,10 @@ Every exporter converts this form, so improvements here help ONNX, TFLite and Co
   rank <= 4 (MobileViT's rank-6 reshape/permute is the usual cause of CoreML and TFLite failures).
 - Optional NHWC image input (`channels_last_io`) so apps feed pixels without a transpose.
 
-`target="tflite"` runs the transformer token-major on (groups, tokens, d) tensors (NHWC as LiteRT stores them,
-so entering and leaving it is a reshape), with FULLY_CONNECTED projections, and batches every attention head in
-one op chain per layer: the qkv projection is a BATCH_MATMUL of the weight with the tokens whose output is
-channel-major, heads a free reshape to (groups, heads, c, tokens), one BATCH_MATMUL per product and one SOFTMAX
-for all heads, transposed operands as adj flags, and one SPLIT_V and concat in front of the output projection.
-The TFLite graph has no TRANSPOSE and no per-head ops (XFormer-S: 541 ops, down from 715, whose 138 SLICE and
-72 BATCH_MATMUL ran each head as its own chain). The default "generic" target keeps heads channel-major on
-(groups, d, h, w) maps with 1x1 conv projections (one transpose of k per layer, which ONNX Runtime and CoreML
-fold into their matmul kernels). `target="coreml"` is the generic form with LayerNorm written as
+`target="tflite"` lays attention out token-major (NHWC, as LiteRT stores tensors) and expresses transposed
+matmul operands as BATCH_MATMUL adj flags, so the TFLite graph has no TRANSPOSE inside attention; the
+default "generic" target keeps heads channel-major (one transpose of k per layer, which ONNX Runtime and
+CoreML fold into their matmul kernels). `target="coreml"` is the generic form with LayerNorm written as
 `centred * rsqrt(var + eps)`: coremltools fuses exactly that pattern into one `layer_norm` op on the channel
 axis (7 MIL ops become 1, and the Neural Engine computes the variance internally instead of squaring fp16
 activations, which overflow above 256), and with an XFA normalisation floor that fp16 can represent.
@@ -63,35 +58,17 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> nn.Conv2d:
     return fused
 
 
-def _fold_linear(weight: torch.Tensor, bias: torch.Tensor | None,
-                 norm: nn.LayerNorm | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of linear(layernorm_affine(x)): the LayerNorm's gamma/beta folded into the weights."""
-    w = weight.detach().double().reshape(weight.shape[0], -1)
+def _linear_as_conv(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.LayerNorm | None = None) -> nn.Conv2d:
+    """A 1x1 conv computing linear(layernorm_affine(x)): the LayerNorm's gamma/beta folded into the weights."""
+    w = weight.detach().double()
     b = bias.detach().double() if bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     if norm is not None:
         b = b + w @ norm.bias.detach().double()
         w = w * norm.weight.detach().double()
-    return w.float(), b.float()
-
-
-def _linear_as_conv(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.LayerNorm | None = None) -> nn.Conv2d:
-    """A 1x1 conv computing linear(layernorm_affine(x))."""
-    w, b = _fold_linear(weight, bias, norm)
     conv = nn.Conv2d(w.shape[1], w.shape[0], 1, bias=True)
-    conv.weight.data.copy_(w.reshape(*w.shape, 1, 1))
-    conv.bias.data.copy_(b)
+    conv.weight.data.copy_(w.float().reshape(*w.shape, 1, 1))
+    conv.bias.data.copy_(b.float())
     return conv
-
-
-def _pointwise(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.LayerNorm | None, target: str) -> nn.Module:
-    """A transformer projection: nn.Linear (FULLY_CONNECTED) on the token-major "tflite" form, else a 1x1 conv."""
-    if target != "tflite":
-        return _linear_as_conv(weight, bias, norm)
-    w, b = _fold_linear(weight, bias, norm)
-    linear = nn.Linear(w.shape[1], w.shape[0])
-    linear.weight.data.copy_(w)
-    linear.bias.data.copy_(b)
-    return linear
 
 
 class ConvAct(nn.Module):
@@ -122,12 +99,10 @@ class DeployInvertedResidual(nn.Module):
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of a (B, C, H, W) map, or of (groups, tokens, C) tokens for "tflite",
-    without affine (folded into the next projection).
+    """LayerNorm over the channel axis of a (B, C, H, W) map, without affine (folded into the next conv).
 
-    For CoreML it multiplies by rsqrt, the pattern coremltools fuses into one `layer_norm(axes=[1])`, and so does
-    TFLite (RSQRT and MUL instead of SQRT and DIV); elsewhere it divides by sqrt (ONNX has no Rsqrt, so rsqrt would
-    cost an extra Reciprocal node).
+    For CoreML it multiplies by rsqrt, the pattern coremltools fuses into one `layer_norm(axes=[1])`; elsewhere
+    it divides by sqrt (ONNX has no Rsqrt, so rsqrt would cost an extra Reciprocal node).
 
     For ExecuTorch ("pte") the channel means are 1x1 convolutions with weights 1/C, which XNNPACK runs;
     its mean op averages over H and W only.
@@ -136,14 +111,13 @@ class ChannelLayerNorm(nn.Module):
     def __init__(self, eps: float, target: str = "generic", channels: int | None = None):
         super().__init__()
         self.eps = eps
-        self.dim = -1 if target == "tflite" else 1
-        self.rsqrt = target in ("coreml", "tflite")
+        self.rsqrt = target == "coreml"
         self.conv_mean = target == "pte"
         if self.conv_mean:
             self.register_buffer("mean_weight", torch.full((1, channels, 1, 1), 1.0 / channels))
 
     def _mean(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.mean_weight) if self.conv_mean else x.mean(dim=self.dim, keepdim=True)
+        return F.conv2d(x, self.mean_weight) if self.conv_mean else x.mean(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred = x - self._mean(x)
@@ -165,11 +139,7 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, target: str, adj_a: bool = False, 
 
 
 def _split_heads(x: torch.Tensor, sizes: list[int], target: str) -> tuple[torch.Tensor, ...]:
-    """x.split(sizes, dim=1); for "tflite" one SPLIT_V op (litert-torch lowers split to a SLICE per piece), for
-    "pte" slices, which XNNPACK runs (it has no split)."""
-    if target == "tflite":
-        require("litert_torch.backend.experimental.torch_tfl._ops", "the TFLite deploy form", "tflite")  # torch.ops.tfl
-        return tuple(torch.ops.tfl.split_v(x, sizes, 1))
+    """x.split(sizes, dim=1); for "pte" as slices, which XNNPACK runs (it has no split)."""
     if target != "pte":
         return x.split(sizes, dim=1)
     starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
@@ -177,20 +147,13 @@ def _split_heads(x: torch.Tensor, sizes: list[int], target: str) -> tuple[torch.
 
 
 class _DeployAttention(nn.Module):
-    """Shared plumbing of the fused attentions: every head in one op chain, q, k and v laid out
-    (groups, heads, c, tokens), which needs no tensor of rank above 4.
+    """Shared plumbing of the fused attentions on a channels-first (groups, d, h, w) map.
 
-    Input is the LayerNorm-normalised map (LayerNorm affine folded into the qkv projection); the caller adds the
-    output to the residual. Two layouts around the same arithmetic:
-    - targets "generic" (ONNX), "coreml" and "pte": a channels-first (groups, d, h, w) map, 1x1 conv projections,
-      heads a free reshape of the qkv map;
-    - target "tflite": token-major (groups, tokens, d) in and out, which is NHWC as LiteRT stores it. The qkv
-      projection is a BATCH_MATMUL of the weight with the tokens (adj_y), whose (groups, 3d, tokens) result is
-      channel-major, so heads are again a free reshape. The last product of attention writes its output
-      token-major per head (adj flags); one SPLIT_V and one concat put the heads side by side for the output
-      projection, a FULLY_CONNECTED. No TRANSPOSE, no per-head ops. (A BATCH_MATMUL with per-head slices of
-      the projection weight and a sum over heads needs no concat, but ran 3.5x slower than the concat and
-      FULLY_CONNECTED in XNNPACK: a product over c = d / heads writes heads times the output.)
+    Input is the LayerNorm-normalised map (LayerNorm affine folded into `qkv`); the caller adds the output to
+    the residual. Two layouts of the same arithmetic:
+    - targets "generic" (ONNX) and "coreml": channel-major heads, a free reshape to (groups, heads, c, tokens);
+    - target "tflite": token-major (groups, tokens, d), which is NHWC as LiteRT stores it, so no TRANSPOSE is
+      needed; heads are split along channels and every transposed operand is an adj flag of BATCH_MATMUL.
     """
 
     def __init__(self, qkv_weight: torch.Tensor, qkv_bias: torch.Tensor, attn: nn.Module, norm: nn.LayerNorm,
@@ -198,23 +161,17 @@ class _DeployAttention(nn.Module):
         super().__init__()
         self.num_heads = attn.num_heads
         self.target = target
-        if target == "tflite":
-            w, b = _fold_linear(qkv_weight, qkv_bias, norm)
-            self.register_buffer("qkv_weight", w)
-            self.register_buffer("qkv_bias", b.reshape(-1, 1))
-        else:
-            self.qkv = _linear_as_conv(qkv_weight, qkv_bias, norm)
-        self.proj = _pointwise(attn.proj.weight, attn.proj.bias, None, target)
+        self.qkv = _linear_as_conv(qkv_weight, qkv_bias, norm)
+        self.proj = _linear_as_conv(attn.proj.weight, attn.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        heads = self.num_heads
-        if self.target == "tflite":
-            g, n, d = x.shape
-            qkv = _matmul(self.qkv_weight, x, self.target, adj_b=True) + self.qkv_bias  # (g, 3d, tokens)
-            y = self._attend(qkv.reshape(g, 3 * heads, d // heads, n), tokens_out=True)  # (g, heads, tokens, c)
-            return self.proj(torch.cat(_split_heads(y, [1] * heads, self.target), dim=-1).reshape(g, n, d))
         b, d, h, w = x.shape
-        y = self._attend(self.qkv(x).reshape(b, 3 * heads, d // heads, h * w), tokens_out=False)
+        qkv = self.qkv(x)
+        if self.target == "tflite":
+            y = self._attend_tokens_last(qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * d))
+            y = y.reshape(b, h, w, d).permute(0, 3, 1, 2)
+        else:
+            y = self._attend_channels_first(qkv.reshape(b, 3 * self.num_heads, d // self.num_heads, h * w))
         return self.proj(y.reshape(b, d, h, w))
 
 
@@ -232,34 +189,48 @@ class DeployXFA(_DeployAttention):
                  target: str = "generic"):
         super().__init__(attn.qkv.weight, attn.qkv.bias, attn, norm, target)
         self.linear = isinstance(attn, LinearCrossFeatureAttention)
-        heads = attn.num_heads
+        heads, c = attn.num_heads, attn.qkv.in_features // attn.num_heads
         divisor = torch.cat([1.0 / attn.temperature.detach().reshape(-1), torch.ones(heads)])  # q heads, k heads
-        self.register_buffer("norm_scale", divisor.reshape(1, -1, 1, 1))
+        if target == "tflite":
+            self.register_buffer("norm_scale", divisor.repeat_interleave(c).reshape(1, 1, -1))
+        else:
+            self.register_buffer("norm_scale", divisor.reshape(1, -1, 1, 1))
 
-    def _normalise(self, qk: torch.Tensor) -> torch.Tensor:
-        """qk / ||qk|| over tokens (the last axis), q also times its head's temperature."""
+    def _normalise(self, qk: torch.Tensor, token_axis: int) -> torch.Tensor:
         if self.target == "pte":  # XNNPACK has no sum: the mean over tokens, as a 4-D mean over H and W, times T
             g, groups, c, tokens = qk.shape
             sumsq = (qk * qk).reshape(g, groups * c, tokens, 1).mean(dim=(2, 3), keepdim=True) * float(tokens)
             sumsq = sumsq.reshape(g, groups, c, 1)
         else:
-            sumsq = (qk * qk).sum(dim=-1, keepdim=True)
+            sumsq = (qk * qk).sum(dim=token_axis, keepdim=True)
         if self.target == "coreml":
             norm = torch.clamp_min(torch.sqrt(sumsq), FP16_TINY)
         else:
             norm = torch.sqrt(torch.clamp_min(sumsq, L2_EPS * L2_EPS))
         return qk / (norm * self.norm_scale)
 
-    def _attend(self, qkv: torch.Tensor, tokens_out: bool) -> torch.Tensor:
-        """(g, 3 heads, c, tokens) -> (g, heads, c, tokens), or (g, heads, tokens, c) when `tokens_out`."""
-        heads, target = self.num_heads, self.target
-        qk, v = _split_heads(qkv, [2 * heads, heads], target)
-        q, k = _split_heads(self._normalise(qk), [heads, heads], target)
+    def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
+        heads = self.num_heads
+        qk, v = _split_heads(qkv, [2 * heads, heads], self.target)  # (b, heads, c, tokens) each head
+        q, k = _split_heads(self._normalise(qk, -1), [heads, heads], self.target)
         if self.linear:
-            context = _matmul(v, k, target, adj_b=True)  # (c_v x c_k): k^T v in token-major notation
-            return _matmul(q, context, target, adj_a=True, adj_b=True) if tokens_out else _matmul(context, q, target)
-        attn = _matmul(q, k, target, adj_b=True).softmax(dim=-1)  # (c x c)
-        return _matmul(v, attn, target, adj_a=True, adj_b=True) if tokens_out else _matmul(attn, v, target)
+            return _matmul(_matmul(v, k, self.target, adj_b=True), q, self.target)  # (v k^T) q: k^T v token-major
+        return _matmul(_matmul(q, k, self.target, adj_b=True).softmax(dim=-1), v, self.target)
+
+    def _attend_tokens_last(self, qkv: torch.Tensor) -> torch.Tensor:
+        d = qkv.shape[-1] // 3
+        c = d // self.num_heads
+        qk, v = qkv.split([2 * d, d], dim=-1)
+        qk = self._normalise(qk, 1).split(c, dim=-1)
+        q, k, v = qk[: self.num_heads], qk[self.num_heads:], v.split(c, dim=-1)
+        outputs = []
+        for q_h, k_h, v_h in zip(q, k, v):  # (b, tokens, c) each
+            if self.linear:
+                outputs.append(q_h @ _matmul(k_h, v_h, self.target, adj_a=True))
+            else:
+                attn = _matmul(q_h, k_h, self.target, adj_a=True).softmax(dim=-1)  # (c x c)
+                outputs.append(_matmul(v_h, attn, self.target, adj_b=True))
+        return torch.cat(outputs, dim=-1)
 
 
 class DeployMHSA(_DeployAttention):
@@ -272,11 +243,17 @@ class DeployMHSA(_DeployAttention):
         bias[:d] *= attn.scale
         super().__init__(weight, bias, attn, norm, target)
 
-    def _attend(self, qkv: torch.Tensor, tokens_out: bool) -> torch.Tensor:
-        """(g, 3 heads, c, tokens) -> (g, heads, c, tokens), or (g, heads, tokens, c) when `tokens_out`."""
-        q, k, v = _split_heads(qkv, [self.num_heads] * 3, self.target)
+    def _attend_channels_first(self, qkv: torch.Tensor) -> torch.Tensor:
+        q, k, v = _split_heads(qkv, [self.num_heads] * 3, self.target)  # (b, heads, c, tokens)
         attn = _matmul(q, k, self.target, adj_a=True).softmax(dim=-1)  # (tokens x tokens)
-        return _matmul(attn, v, self.target, adj_b=True) if tokens_out else _matmul(v, attn, self.target, adj_b=True)
+        return _matmul(v, attn, self.target, adj_b=True)
+
+    def _attend_tokens_last(self, qkv: torch.Tensor) -> torch.Tensor:
+        c = qkv.shape[-1] // 3 // self.num_heads
+        pieces = qkv.split(c, dim=-1)
+        q, k, v = pieces[: self.num_heads], pieces[self.num_heads: 2 * self.num_heads], pieces[2 * self.num_heads:]
+        outputs = [_matmul(q_h, k_h, self.target, adj_b=True).softmax(dim=-1) @ v_h for q_h, k_h, v_h in zip(q, k, v)]
+        return torch.cat(outputs, dim=-1)
 
 
 class DeployTransformerLayer(nn.Module):
@@ -288,9 +265,9 @@ class DeployTransformerLayer(nn.Module):
         self.attn = attn_cls(layer.attn, layer.norm1, target)
         self.norm2 = ChannelLayerNorm(layer.norm2.eps, target, dim)
         fc1, act, _, fc2, _ = layer.ffn
-        self.fc1 = _pointwise(fc1.weight, fc1.bias, layer.norm2, target)
+        self.fc1 = _linear_as_conv(fc1.weight, fc1.bias, layer.norm2)
         self.act = copy.deepcopy(act)
-        self.fc2 = _pointwise(fc2.weight, fc2.bias, None, target)
+        self.fc2 = _linear_as_conv(fc2.weight, fc2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -322,11 +299,11 @@ def fold_groups(x: torch.Tensor, target: str = "generic") -> torch.Tensor:
     if target == "tflite":
         x = x.permute(0, 2, 3, 1)
     g00, g01, g10, g11 = x[:b], x[b: 2 * b], x[2 * b: 3 * b], x[3 * b:]  # slices keep a dynamic batch symbolic
-    if target == "tflite":  # channels are the inner axis: a concat along them interleaves columns for free
+    if target == "tflite":
         b, h, w, d = g00.shape
-        row0 = torch.cat([g00, g01], dim=3).reshape(b, h, 1, 2 * w * d)
-        row1 = torch.cat([g10, g11], dim=3).reshape(b, h, 1, 2 * w * d)
-        return torch.cat([row0, row1], dim=2).reshape(b, 2 * h, 2 * w, d).permute(0, 3, 1, 2)
+        row0 = torch.cat([g00.reshape(b * h, w, 1, d), g01.reshape(b * h, w, 1, d)], dim=2).reshape(b * h, 1, 2 * w, d)
+        row1 = torch.cat([g10.reshape(b * h, w, 1, d), g11.reshape(b * h, w, 1, d)], dim=2).reshape(b * h, 1, 2 * w, d)
+        return torch.cat([row0, row1], dim=1).reshape(b, 2 * h, 2 * w, d).permute(0, 3, 1, 2)
     b, d, h, w = g00.shape
     row0 = torch.cat([g00.reshape(b * d, h, w, 1), g01.reshape(b * d, h, w, 1)], dim=3).reshape(b * d, h, 1, 2 * w)
     row1 = torch.cat([g10.reshape(b * d, h, w, 1), g11.reshape(b * d, h, w, 1)], dim=3).reshape(b * d, h, 1, 2 * w)
@@ -355,13 +332,7 @@ class DeployXFormerBlock(nn.Module):
         resized = (ph, pw) != (h, w)  # static: depends on the traced input size only
         if resized:
             y = F.interpolate(y, size=(ph, pw), mode="bilinear", align_corners=False)
-        groups = unfold_groups(y, self.target)
-        if self.target == "tflite":  # token-major transformer: NHWC as LiteRT stores the map, so only reshapes
-            g, d, gh, gw = groups.shape
-            tokens = self.norm(self.transformer(groups.permute(0, 2, 3, 1).reshape(g, gh * gw, d)))
-            y = fold_groups(tokens.reshape(g, gh, gw, d).permute(0, 3, 1, 2), self.target)
-        else:
-            y = fold_groups(self.norm(self.transformer(groups)), self.target)
+        y = fold_groups(self.norm(self.transformer(unfold_groups(y, self.target))), self.target)
         if resized:
             y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
         return self.fusion(torch.cat([x, self.proj_act(self.proj(y))], dim=1))

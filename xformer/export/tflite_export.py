@@ -12,11 +12,11 @@ Measured on xformer_s at 256x256 NHWC, fp32 (benchmarks/tflite_latency.py --rout
     onnx2tf        553  54 (n/a)            0                 1.3e-6       62.9 / 39.2           769 s
 
 litert-torch is the default: no TRANSPOSE anywhere (none for a mobile GPU delegate to lay out), per-layer
-attribution in the report, static int8 through PT2E, a tenth of the conversion time and no TensorFlow. The 715
-ops above ran every attention head as its own chain; the deploy form now batches the heads (529 ops, 17 per
-attention layer instead of 37). At 1 thread that made no measurable difference on this x86 CPU (one interleaved
-run at load 14: 483 ms vs 482 before, the naive export 493, MobileViT-S naive 510): XNNPACK's time goes to the
-convolutions and projections, which no layout changes.
+attribution in the report, static int8 through PT2E, a tenth of the conversion time and no TensorFlow. On this
+x86 CPU its per-head BATCH_MATMULs cost more than onnx2tf's batched heads at 1 thread; at 2 threads the two match.
+A deploy form with all heads of a layer in one chain (qkv as a BATCH_MATMUL with the weight on the left, so heads
+split channel-major without a TRANSPOSE) was tried and not kept: 529 ops, but fp32 no faster (1.05x slower in one
+interleaved A/B run) and static int8 1.30x slower and 44% larger, because PT2E leaves that matmul in float.
 
 Precisions: fp32; fp16, dynamic-int8 and w8a16 are derived from the float file by ai-edge-quantizer
 (`tflite_quantize.py`), so each model is converted once per process; int8 is a route's own static

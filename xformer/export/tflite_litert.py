@@ -1,8 +1,7 @@
 """PyTorch -> TFLite with litert-torch: torch.export, then LiteRT's MLIR converter, no TensorFlow.
 
-The deploy form for target "tflite" is written for this route: a token-major transformer, every attention head
-of a layer in one op chain with transposed matmul operands as BATCH_MATMUL adj flags, NHWC 2x2 fold, so the graph
-has no TRANSPOSE. Static int8 is PT2E:
+The deploy form for target "tflite" is written for this route: token-major XFA with transposed matmul
+operands as BATCH_MATMUL adj flags, NHWC 2x2 fold, so the graph has no TRANSPOSE. Static int8 is PT2E:
 torchao's prepare_pt2e/convert_pt2e with litert-torch's PT2EQuantizer (per-channel symmetric int8 weights,
 int8 activations) on conv, linear, add, mul, concat and pooling; everything else (XFA's L2 norm, softmax,
 matmuls) stays float between DEQUANTIZE/QUANTIZE pairs, which is why it keeps accuracy where full-integer

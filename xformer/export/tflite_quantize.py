@@ -9,10 +9,6 @@ float conversion (minutes) instead of converting again:
 - w8a16: int8 weights and int16 activations, calibrated. DIV stays float: XFA divides by the L2 norm of q/k,
   and int16 DIV aborts at run time whenever a quantised divisor rounds to zero ("data[i] != zero_point").
 
-In both, BATCH_MATMUL stays float: the TFLite deploy form's qkv projection is a BATCH_MATMUL with the weight on
-the left (its channel-major output is what batches the attention heads), and LiteRT's kernel takes an integer
-constant on the right only, so a quantised file would not run.
-
 `with_float_io` wraps a file with integer input/output in QUANTIZE/DEQUANTIZE ops, so a static int8 or w8a16
 file takes and returns float32 unless the user asks for integer I/O.
 """
@@ -34,17 +30,18 @@ _FP16_RECIPE = [{
     "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"}, "compute_precision": "FLOAT",
                   "explicit_dequantize": True},
 }]
-_KEEP_FLOAT = {"dynamic-int8": ("BATCH_MATMUL",), "w8a16": ("DIV", "BATCH_MATMUL")}
+_KEEP_FLOAT_W8A16 = ("DIV",)
 
 
 def _recipe(precision: str):
     recipe = require("ai_edge_quantizer.recipe", "TFLite quantisation", "tflite")
     if precision == "fp16":
         return _FP16_RECIPE
-    if precision in _KEEP_FLOAT:
-        base = recipe.dynamic_wi8_afp32() if precision == "dynamic-int8" else recipe.static_wi8_ai16()
-        return base + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize", "op_config": {}}
-                       for op in _KEEP_FLOAT[precision]]
+    if precision == "dynamic-int8":
+        return recipe.dynamic_wi8_afp32()
+    if precision == "w8a16":
+        return recipe.static_wi8_ai16() + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize",
+                                            "op_config": {}} for op in _KEEP_FLOAT_W8A16]
     raise ExportError(f"no ai-edge-quantizer recipe for {precision!r}")
 
 
