@@ -17,7 +17,7 @@ import sys
 import tempfile
 import warnings
 
-__all__ = ["NATIVE_NOISE", "configure", "is_noise", "quiet_native", "verbose"]
+__all__ = ["NATIVE_NOISE", "configure", "is_noise", "quiet_native", "quiet_python", "verbose"]
 
 _state = {"verbose": False}
 
@@ -115,3 +115,24 @@ def quiet_native():
             if kept:
                 stream.write("\n".join(kept) + "\n")
                 stream.flush()
+
+
+@contextlib.contextmanager
+def quiet_python(*loggers: str):
+    """Around one conversion: the root logger (and `loggers`) at ERROR and every Python warning ignored, for
+    converters that log advice and internals on each call (torch.export, torchao, onnxruntime's quantiser).
+    Unchanged with --verbose."""
+    if verbose():
+        yield
+        return
+    quieted = [logging.getLogger(), *(logging.getLogger(name) for name in loggers)]
+    levels = [logger.level for logger in quieted]
+    for logger in quieted:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(quieted, levels):
+            logger.setLevel(level)

@@ -7,16 +7,19 @@ packages, which are too few for a good int8 file: any set under 100 images gets 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..console import err_console as console
 from ..errors import OptionError
 from ..preprocess import PreprocessSpec, preprocess
 
-__all__ = ["CalibrationSet", "IMAGE_SUFFIXES", "MIN_CALIBRATION_IMAGES", "image_files", "load_calibration"]
+__all__ = ["CalibrationSet", "IMAGE_SUFFIXES", "MIN_CALIBRATION_IMAGES", "image_files", "load_calibration",
+           "one_thread"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 MIN_CALIBRATION_IMAGES = 100
@@ -76,3 +79,15 @@ def load_calibration(calib: str | Path | None, spec: PreprocessSpec) -> Calibrat
                    "int8 ranges may not fit real inputs; pass --calib DIR with representative photos")
         console.print(f"[yellow]warning:[/] {warning}")
     return CalibrationSet(np.concatenate(arrays), source, skipped, warning)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Calibrating an observed graph runs thousands of tiny ops: with two OpenMP threads on a busy two-core
+    machine every op waits on a barrier, and calibration ran 27x slower than on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..console import err_console as console
 from ..errors import OptionError
+from .calibration import one_thread
 
 __all__ = ["AGREEMENT_GATE", "Int8Plan", "LayerSensitivity", "choose_float_layers", "float_layer_filter",
            "parse_float_layers", "quantisable_layers", "sweep"]
@@ -109,13 +110,9 @@ def _batches(images: np.ndarray, limit: int) -> np.ndarray:
 
 @torch.no_grad()
 def _logits(graph, images: np.ndarray) -> np.ndarray:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tflite_litert._one_thread: thousands of tiny ops
-    try:
+    with one_thread():
         return np.concatenate([graph(image=torch.from_numpy(images[i:i + BATCH]))["logits"].numpy()
                                for i in range(0, len(images), BATCH)])
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import ast
 import collections
 import io
-import logging
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError, OptionError, require
+from ..logs import quiet_python
 from ..preprocess import PreprocessSpec
 from .metadata import METADATA_KEY, dumps
 
@@ -75,8 +74,8 @@ def onnx_graph_stats(model) -> dict:
 def _torch_export(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool):
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=64)},) if dynamic_batch else None
     names = getattr(model, "output_names", ["logits"])  # a detector's names its form's outputs
-    with warnings.catch_warnings(), _quiet_exporter():
-        warnings.simplefilter("ignore")
+    # the dynamo exporter logs progress and torchvision notices at WARNING; users need none of it
+    with quiet_python("torch.onnx", "torch.onnx._internal.exporter._registration"):
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, external_data=False,
                                     input_names=["image"], output_names=names, dynamic_shapes=dynamic_shapes,
                                     verbose=False, optimize=True)
@@ -121,20 +120,6 @@ def _append_nms(model_proto, detection: dict) -> None:
         graph.node.append(helper.make_node(op, inputs, outputs, name=outputs[0], **attrs))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["detections", 6]))
-
-
-class _quiet_exporter:
-    """The dynamo exporter logs progress and torchvision notices at WARNING; users need none of it."""
-
-    def __enter__(self):
-        self.loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.onnx._internal.exporter._registration")]
-        self.levels = [lg.level for lg in self.loggers]
-        for lg in self.loggers:
-            lg.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        for lg, level in zip(self.loggers, self.levels):
-            lg.setLevel(level)
 
 
 def _run(model_proto, array: np.ndarray) -> np.ndarray:

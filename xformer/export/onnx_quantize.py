@@ -15,34 +15,18 @@ pre-processing (shape inference and constant folding).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ExportError, require
+from ..logs import quiet_python
 
 __all__ = ["ONNX_QUANT_FORMS", "quantize_onnx"]
 
 ONNX_QUANT_FORMS = {"int8": "QDQ", "int8-qop": "QOperator"}
 _RANGE_EVERY = 16  # the calibrator keeps every activation of every image until it reduces them: bound the memory
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The quantiser logs advice through the root logger on every call ("run pre-processing first", ...)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def quantize_onnx(proto, precision: str, calibration: np.ndarray | None = None):
@@ -51,7 +35,7 @@ def quantize_onnx(proto, precision: str, calibration: np.ndarray | None = None):
     if precision == "fp16":
         float16 = require("onnxruntime.transformers.float16", "ONNX fp16", "onnx")
         onnx_model = require("onnxruntime.transformers.onnx_model", "ONNX fp16", "onnx")
-        with _quiet():
+        with quiet_python():
             half = onnx_model.OnnxModel(float16.convert_float_to_float16(proto, keep_io_types=True))
             half.topological_sort()  # the converter appends the input/output casts at the end of the node list
             return half.model
@@ -70,7 +54,7 @@ def quantize_onnx(proto, precision: str, calibration: np.ndarray | None = None):
             sample = next(self.samples, None)
             return None if sample is None else {name: sample[None].astype(np.float32)}
 
-    with tempfile.TemporaryDirectory() as tmp, _quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet_python():
         source, prepared, quantized = (Path(tmp) / n for n in ("float.onnx", "prepared.onnx", "int8.onnx"))
         onnx.save_model(proto, source)
         quantization.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)

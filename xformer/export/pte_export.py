@@ -24,11 +24,8 @@ so trailing bytes are never read, and an app reads labels and preprocessing with
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
-import logging
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +33,9 @@ import torch
 from torch import nn
 
 from ..errors import ExportError, require
+from ..logs import quiet_python
 from ..preprocess import PreprocessSpec
-from .calibration import load_calibration
+from .calibration import load_calibration, one_thread
 from .formats import FORMATS
 from .metadata import write_tflite_metadata
 
@@ -49,31 +47,6 @@ PRECISIONS = FORMATS["pte"].precisions
 # What a .pte's input and output are: float32 tensors for every precision (int8 quantises inside the graph).
 FLOAT_IO = {"dtype": "float32", "scale": None, "zero_point": None}
 _SKIPPED_NODES = ("getitem", "executorch_call_delegate")
-
-
-@contextlib.contextmanager
-def _quiet():
-    """torch.export, torchao and the partitioners warn about internals on every conversion."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Calibration runs thousands of tiny ops: two OpenMP threads on a busy two-core machine wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _op_name(node: torch.fx.Node) -> str:
@@ -132,7 +105,7 @@ def _quantized_program(model: nn.Module, example: torch.Tensor, calibration: np.
     quantizer = xnnpack_quantizer.XNNPACKQuantizer().set_global(
         xnnpack_quantizer.get_symmetric_quantization_config(is_per_channel=True))
     prepared = pt2e.prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
-    with torch.no_grad(), _one_thread():
+    with torch.no_grad(), one_thread():
         for x in calibration:
             prepared(torch.from_numpy(x[None]))
     return torch.export.export(pt2e.convert_pt2e(prepared), (example,))
@@ -214,7 +187,7 @@ def export_pte(model: nn.Module, path: Path, *, input_size: tuple[int, int], cha
             model = deploy_model(reference, channels_last_io, target="generic")
     details: dict = {"backend": pte_backend, "input": FLOAT_IO, "output": FLOAT_IO}
     example = _example(input_size, channels_last_io)
-    with _quiet():  # importing torchao logs a warning per CUDA library it cannot load
+    with quiet_python():  # importing torchao logs a warning per CUDA library it cannot load
         exir = require("executorch.exir", ".pte export", "executorch")
         if precision == "int8":
             calibration = load_calibration(calib, PreprocessSpec.from_dict(metadata["preprocess"]))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import require
+from ..logs import quiet_python
+from .calibration import one_thread
 
 __all__ = ["LogitsSignature", "convert_float", "convert_int8", "export_signature", "quantize_pt2e"]
 
@@ -45,28 +45,11 @@ def _quiet():
     config = require("litert_torch._config", "TFLite export", "tflite").config
     shown = config.show_progress
     config.show_progress = False
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_python():
             yield
     finally:
         config.show_progress = shown
-        root.setLevel(level)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Observed graphs are thousands of tiny ops: with two OpenMP threads on a busy two-core machine every op
-    waits on a barrier, and calibration ran 27x slower than on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def convert_float(model: nn.Module, example: torch.Tensor) -> bytes:
@@ -107,7 +90,7 @@ def quantize_pt2e(graph: torch.fx.GraphModule, calibration: np.ndarray,
     quantizer = Quantizer().set_global(pt2e.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     with _quiet():
         prepared = torchao.prepare_pt2e(copy.deepcopy(graph), quantizer)
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), one_thread():
             for start in range(0, len(calibration) - batch + 1, batch):
                 prepared(image=torch.from_numpy(calibration[start:start + batch]))
         return torchao.convert_pt2e(prepared, fold_quantize=False), quantizer
