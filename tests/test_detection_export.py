@@ -81,6 +81,16 @@ def test_predict_save_draws_boxes(shapes_exports, shapes_root, tmp_path):
     assert changed.mean() > 0.01  # box outlines and caption plates, not JPEG noise
 
 
+def test_predict_says_when_nothing_is_found(shapes_exports, shapes_root, tmp_path):
+    out = tmp_path / "out.png"
+    run = subprocess.run([sys.executable, "-m", "xformer", "predict", str(shapes_exports["onnx"].path),
+                          str(_image(shapes_root)), "--save", str(out), "--conf", "0.999"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"{_image(shapes_root).name}: no detection above --conf 0.999" in run.stdout
+    assert "(0 boxes drawn)" in run.stdout and out.is_file()
+
+
 def test_det_outputs_errors():
     with pytest.raises(OptionError, match="tflite files of detectors hold decoded or raw outputs, not nms"):
         export("xformer_xxs_yolov3", formats="tflite", det_outputs="nms", validate=False)

@@ -249,7 +249,8 @@ def _cmd_dataset(args: argparse.Namespace) -> None:
         console.print(f"wrote {train} + {val} rendered images (up to {size}x{size}) with exact boxes of "
                       f"{len(SHAPE_CLASSES)} classes ({', '.join(SHAPE_CLASSES)}) to {root}: train/ and val/ "
                       "images/ + annotations.json (COCO format)", highlight=False)
-        console.print(f"next: xformer train xformer_xxs_yolov3 --data {root} --imgsz {size}", highlight=False)
+        console.print(f"next: xformer train xformer_xxs_yolov3 --data {root} --imgsz {size}", highlight=False,
+                      soft_wrap=True)
         return
     if args.name == "scenes":
         from .scenes import SCENE_CLASSES, write_scenes
