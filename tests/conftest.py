@@ -78,6 +78,22 @@ def digits_exports(digits_model, digits_root, bench_cache) -> dict:
     return {(r.format, r.precision): r for r in records}
 
 
+ONNX_QUANTISED = ["fp16", "int8", "int8-qop"]
+
+
+@pytest.fixture(scope="session")
+def digits_onnx_exports(digits_exports, digits_model, digits_root, bench_cache) -> dict:
+    """ONNX fp16, static int8 QDQ and QOperator of the trained checkpoint beside its fp32 file (the float graph is
+    reused from digits_exports), calibrated on the training split like the TFLite int8 file."""
+    from xformer.benchmarks.sources import export_dir
+    from xformer.export import export
+
+    calib = str(digits_root / "train")
+    records = export(digits_model, formats="onnx", precisions=ONNX_QUANTISED,
+                     out_dir=export_dir(digits_model, (64, 64), bench_cache, calib), calib=calib)
+    return {r.precision: r for r in records} | {"fp32": digits_exports[("onnx", "fp32")]}
+
+
 PTE_CALIBRATION_IMAGES = 419  # the digits training split, evenly sampled down to at most 500
 
 

@@ -124,7 +124,12 @@ CASES = [
     ("opt-calib-empty", "export xformer_xxs --formats tflite --precisions int8 --calib {d}/empty_calib --out {out}",
      2, "holds no images"),
     # options no requested format takes (checked against the format table)
-    ("opt-calib-onnx", "export xformer_xxs --calib {d} --out {out}", 2, "--calib is an option of tflite"),
+    ("opt-calib-coreml", "export xformer_xxs --formats coreml --calib {d} --out {out}", 2,
+     "--calib is an option of onnx, tflite, pte"),
+    ("opt-float-layers-onnx", "export xformer_xxs --int8-float-layers classifier --out {out}", 2,
+     "--int8-float-layers is an option of tflite"),
+    ("opt-float-layers-auto-photos", "export xformer_xxs --formats tflite --precisions int8 --int8-float-layers auto "
+     "--out {out}", 2, "add --calib DIR"),
     ("opt-opset-tflite", "export xformer_xxs --formats tflite --opset 18 --out {out}", 2,
      "--opset is an option of onnx, and this request exports tflite"),
     ("opt-coreml-input-onnx", "export xformer_xxs --coreml-input tensor --out {out}", 2,

@@ -37,6 +37,25 @@ def test_torch_records_are_complete():
         assert r.parity is None  # PyTorch is the reference itself
 
 
+@pytest.mark.parametrize("interleave_models", [False, True])
+def test_models_interleave_when_asked(interleave_models):
+    """benchmarks/speed.py compares models: their timed rounds must alternate, not run one model after the other."""
+    from xformer.benchmarks.host import HostTarget
+    from xformer.benchmarks.plan import RunPlan
+    from xformer.benchmarks.sources import Artifact
+
+    artifacts = [Artifact(model=name, source=name, format="torch", precision="fp32", input_size=(64, 64),
+                          module=create_model(name)) for name in ("xformer_xxs", "xformer_xs")]
+    timed = []
+    target = HostTarget(threads=[1], plan=RunPlan(warmup=0, runs=4), rounds=2)
+    results = target.run(artifacts, lambda n, what: timed.append(what) if what in ("xformer_xxs", "xformer_xs")
+                         else None, interleave_models=interleave_models)
+    assert [r.model for r in results] == ["xformer_xxs", "xformer_xs"] and all(r.latency.runs == 4 for r in results)
+    expected = ["xformer_xxs", "xformer_xs"] * 2 if interleave_models else \
+        ["xformer_xxs"] * 2 + ["xformer_xs"] * 2
+    assert timed == expected
+
+
 def test_checkpoint_source_batch_and_min_seconds(tmp_path):
     checkpoint = save_checkpoint(create_model("xformer_xxs", seed=3), tmp_path / "run.safetensors")
     (r,) = run_benchmarks(BenchConfig([str(checkpoint)], formats=["torch"], batch=2, imgsz=[64], runs=2, warmup=0,

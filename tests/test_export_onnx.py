@@ -114,4 +114,4 @@ def test_missing_extra_names_the_pip_command():
 
 
 def test_format_table_lists_every_format():
-    assert "| `onnx` | `.onnx` | fp32 |" in format_table_markdown()
+    assert "| `onnx` | `.onnx` | fp32, fp16, int8, int8-qop |" in format_table_markdown()

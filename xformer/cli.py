@@ -481,11 +481,16 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--opset", type=int, help="ONNX opset (default and minimum 18)")
     p.add_argument("--tflite-converter", choices=("litert-torch", "onnx2tf"),
                    help="TFLite: PyTorch -> TFLite with litert-torch (default) or ONNX -> TFLite with onnx2tf")
-    p.add_argument("--calib", metavar="DIR", help="int8/w8a16: folder of calibration images, 100+ recommended "
+    p.add_argument("--calib", metavar="DIR", help="int8/int8-qop/w8a16: folder of calibration images, 100+ recommended "
                                                   "(default: the bundled sample photos)")
     p.add_argument("--int8-io", action="store_true", default=None,
                    help="TFLite int8: int8 input and output tensors (default float32; scale and zero point are in "
                         "the file's metadata)")
+    p.add_argument("--int8-float-layers", metavar="auto|NAMES",
+                   help="TFLite int8: keep these modules (comma-separated names, e.g. layer5.1.fusion.conv) in "
+                        "float, or `auto`: a per-layer sensitivity sweep keeps the most sensitive ones float until "
+                        "top-1 agreement with float reaches 99%% on held-out --calib images; the sweep and choice "
+                        "go to export_report.json")
     p.add_argument("--coreml-input", choices=("image", "tensor"),
                    help="CoreML: an image input, as Xcode and Vision expect (default), or a float32 tensor "
                         "preprocessed by the caller")

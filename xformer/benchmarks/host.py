@@ -20,6 +20,7 @@ from itertools import groupby
 import numpy as np
 import torch
 
+from ..export.formats import slow_on_cpu
 from ..runtimes import Runtime, load
 from ..runtimes.torch_runtime import TorchRuntime
 from .memory import PeakMemory
@@ -114,12 +115,19 @@ class HostTarget:
     def planned_runs(self, artifacts: list[Artifact]) -> int:
         return len(artifacts) * len(self.threads) * (1 + self.plan.warmup + self.plan.runs)
 
-    def run(self, artifacts: list[Artifact], advance: Callable[[int, str], None]) -> list[BenchResult]:
-        """Records for artifacts x threads; `advance(n, what)` reports progress in runs."""
+    def run(self, artifacts: list[Artifact], advance: Callable[[int, str], None],
+            interleave_models: bool = False) -> list[BenchResult]:
+        """Records for artifacts x threads; `advance(n, what)` reports progress in runs.
+
+        One model at one input size shares an input, and its configurations' timed runs interleave; with
+        `interleave_models` every model at one input size does, so ratios between models come from the same rounds.
+        """
         environment = host_environment()
         results = []
-        # One model at one input size shares an input, and its configurations' timed runs interleave.
-        for _, group in groupby(artifacts, key=lambda a: (a.model, a.input_size)):
+        def key(a: Artifact) -> tuple:
+            return a.input_size if interleave_models else (a.model, a.input_size)
+
+        for _, group in groupby(artifacts, key=key):
             results += self._run_group(list(group), environment, advance)
         return results
 
@@ -159,12 +167,15 @@ class HostTarget:
         return [s.record for s in sessions]
 
     def _record(self, artifact: Artifact, threads: int, environment: dict) -> BenchResult:
+        """The row of one configuration; a precision this CPU runs on reference kernels says so in its warnings."""
+        slow = slow_on_cpu(artifact.format, artifact.precision)
         return BenchResult(model=artifact.model, source=artifact.source, format=artifact.format,
                            precision=artifact.precision, runtime="", runtime_version="", target=self.name,
                            device=environment["cpu"], threads=threads, input_size=artifact.input_size,
                            batch=self.batch, file=str(artifact.path) if artifact.path else None,
                            file_size_mb=artifact.size_mb, params=artifact.params, macs=artifact.macs,
-                           error=artifact.error, timestamp=now(), environment=environment)
+                           error=artifact.error, timestamp=now(), environment=environment,
+                           warnings=[f"REFERENCE KERNELS: {slow}"] if slow else [])
 
     def _prepare(self, session: _Session, x: np.ndarray, reference: np.ndarray | None) -> None:
         """Load, first inference and warm-up; a failure marks the record and drops the configuration."""

@@ -140,7 +140,7 @@ def _export_missing(model: nn.Module, wanted: list[Artifact], out_dir: Path, log
         height, width = todo[0].input_size
         log(f"exporting {model.model_config.arch} to {fmt} ({', '.join(precisions)}; {height}x{width}) in {out_dir}")
         try:
-            quantised = any(p in ("int8", "w8a16") for p in precisions)
+            quantised = any(p in get_format(fmt).calibrated for p in precisions)
             records = export(model, formats=[fmt], precisions=precisions,
                              imgsz=height if height == width else (height, width), out_dir=out_dir,
                              **({"calib": calib} if calib is not None and quantised else {}))

@@ -296,6 +296,19 @@ def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, 
     return result
 
 
+# Every precision of one request converts the same traced program (the exporter passes the same deploy form).
+_programs: dict[tuple, tuple] = {}
+
+
+def _program(classifier: CoreMLClassifier, example: torch.Tensor):
+    """The decomposed torch.export program of `classifier`, traced once per model, normalisation and shape."""
+    key = (id(classifier.model), classifier.normalize, classifier.probabilities, tuple(example.shape))
+    if key not in _programs:
+        _programs.clear()
+        _programs[key] = (classifier.model, torch.export.export(classifier, (example,)).run_decompositions({}))
+    return _programs[key][1]
+
+
 def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], channels_last_io: bool,
                   metadata: dict, precision: str, reference: nn.Module, coreml_input: str = "image", **_) -> dict:
     """Convert `model` (deploy form) to an .mlpackage at `path`, then check the saved package; returns details."""
@@ -321,7 +334,7 @@ def export_coreml(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
     metadata = {**metadata, "export": {**metadata["export"], "coreml_input": coreml_input,
                                        "normalization": normalization}}
     with _quiet_conversion(), torch.no_grad():
-        program = torch.export.export(classifier, (example,)).run_decompositions({})
+        program = _program(classifier, example)
         outputs = ["logits", "probabilities"] if detection is None and not segment else _coreml_output_names(model)
         mil = ct.convert(program, inputs=[_input_type(ct, coreml_input, spec, shape)],
                          outputs=[ct.TensorType(name=name, dtype=np.float32) for name in outputs],

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
 
@@ -151,6 +152,12 @@ def _check_request(plan: list[tuple[ExportFormat, str]], channels_last_io: bool 
             raise OptionError(f"--opset {options['opset']} is too old: the ONNX exporter needs opset >= {MIN_OPSET}")
     if options.get("int8_io") and ("tflite", "int8") not in planned:
         raise OptionError("--int8-io applies to TFLite int8 files only; add --precisions int8 or drop --int8-io")
+    if options.get("int8_float_layers") is not None:
+        if ("tflite", "int8") not in planned:
+            raise OptionError("--int8-float-layers applies to TFLite int8 files only; add --precisions int8 or drop it")
+        if options["int8_float_layers"] == "auto" and options.get("calib") is None:
+            raise OptionError("--int8-float-layers auto judges int8 on held-out calibration images, and the sample "
+                              "photos are too few: add --calib DIR (100+ images like the model's inputs)")
     if options.get("calib") is not None:
         from .calibration import image_files
 
@@ -203,49 +210,73 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
     if det_outputs is not None and not detector:
         raise OptionError(f"--det-outputs chooses a detector's outputs; {config.arch} is a {config.task} model: "
                           "drop --det-outputs")
-    forms = {f.name: resolve_det_outputs(f, det_outputs) for f, _ in plan} if detector else {}
-    for fmt, precision in plan:
-        record = ArtifactRecord(fmt.name, precision, deploy=deploy)
-        start = time.perf_counter()
-        with quiet_native():  # converters' own log lines are dropped; ours are kept, in order
-            try:
-                fmt.require()
-                channels_last = fmt.channels_last_default if channels_last_io is None else channels_last_io
-                target = fmt.name if fmt.name in DEPLOY_TARGETS else "generic"
-                if deploy and has_deploy_form(model):
-                    form = deploy_model(model, channels_last, target)
-                else:
-                    form = _training_form(model, channels_last)
-                metadata = build_metadata(model, format=fmt.name, precision=precision,
-                                          layout="NHWC" if channels_last else "NCHW", input_size=input_size,
-                                          deploy=deploy, params=count_params(model))
-                if detector:
-                    form = DetectorOutputs(form, model, forms[fmt.name]).eval()
-                    metadata["detection"] = detection_metadata(model, forms[fmt.name])
-                path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
-                with atomic_path(path, directory=fmt.directory) as tmp:
-                    details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
-                                                  metadata=metadata, precision=precision, reference=model, **options)
-                record.path, record.ok = path, True
-                record.seconds = time.perf_counter() - start
-                record.size_mb = _file_size_mb(path)
-                record.op_histogram = details.pop("op_histogram", {})
-                record.max_rank = details.pop("max_rank", None)
-                record.details = details
-                console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, "
-                              f"{record.seconds:.1f} s")
-            except XFormerError as err:
-                record.error = str(err)
-            except Exception as err:  # a converter crash is recorded and the other formats still run
-                record.error = f"{type(err).__name__}: {err}"
+    det_forms = {f.name: resolve_det_outputs(f, det_outputs) for f, _ in plan} if detector else {}
+    forms: dict[tuple, nn.Module] = {}  # one deploy form per target and layout, shared by its precisions
+    columns = (TextColumn("export {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("", total=len(plan))
+        for fmt, precision in plan:
+            progress.update(task, description=f"{fmt.name} {precision}")
+            records.append(_export_one(model, fmt, precision, out_dir, input_size, deploy, channels_last_io, forms,
+                                       options, det_forms.get(fmt.name)))
+            record = records[-1]
             if record.ok and validate:
-                reference_inputs = _validate(record, model, input_size, reference_inputs, options.get("calib"))
-        if record.error:
-            record.seconds = time.perf_counter() - start
-            console.print(f"[bold red]{fmt.name} {precision} failed:[/] {record.error}", highlight=False)
-        records.append(record)
+                progress.update(task, description=f"{fmt.name} {precision}: parity")
+                with quiet_native():
+                    reference_inputs = _validate(record, model, input_size, reference_inputs, options.get("calib"))
+            progress.advance(task)
     write_report(records, out_dir, model)
     return records
+
+
+def _export_one(model: nn.Module, fmt: ExportFormat, precision: str, out_dir: Path, input_size: tuple[int, int],
+                deploy: bool, channels_last_io: bool | None, forms: dict[tuple, nn.Module],
+                options: dict, det_form: str | None) -> ArtifactRecord:
+    """One file: the form to ship (built once per target and layout; a detector's with its output form on top),
+    converted, timed and reported."""
+    config = model.model_config
+    record = ArtifactRecord(fmt.name, precision, deploy=deploy)
+    start = time.perf_counter()
+    with quiet_native():  # converters' own log lines are dropped; ours are kept, in order
+        try:
+            fmt.require()
+            channels_last = fmt.channels_last_default if channels_last_io is None else channels_last_io
+            target = fmt.name if fmt.name in DEPLOY_TARGETS else "generic"
+            key = (target if deploy and has_deploy_form(model) else "training", channels_last)
+            if key not in forms:
+                forms[key] = deploy_model(model, channels_last, target) if key[0] != "training" else \
+                    _training_form(model, channels_last)
+            form = forms[key]
+            metadata = build_metadata(model, format=fmt.name, precision=precision,
+                                      layout="NHWC" if channels_last else "NCHW", input_size=input_size,
+                                      deploy=deploy, params=count_params(model))
+            if det_form is not None:
+                form = DetectorOutputs(form, model, det_form).eval()
+                metadata["detection"] = detection_metadata(model, det_form)
+            path = out_dir / f"{config.arch}_{precision}{fmt.suffix}"
+            with atomic_path(path, directory=fmt.directory) as tmp:
+                details = fmt.load_exporter()(form, tmp, input_size=input_size, channels_last_io=channels_last,
+                                              metadata=metadata, precision=precision, reference=model, **options)
+            record.path, record.ok = path, True
+            record.seconds = time.perf_counter() - start
+            record.size_mb = _file_size_mb(path)
+            record.op_histogram = details.pop("op_histogram", {})
+            record.max_rank = details.pop("max_rank", None)
+            record.details = details
+            console.print(f"[green]{fmt.name} {precision}:[/] {path}, {record.size_mb:.2f} MB, "
+                          f"{record.seconds:.1f} s")
+            slow = fmt.reference_kernels.get(precision)
+            if slow:
+                record.details["reference_kernels_on_cpu"] = slow
+                console.print(f"  [bold yellow]warning:[/] {slow}", highlight=False, soft_wrap=True)
+        except XFormerError as err:
+            record.error = str(err)
+        except Exception as err:  # a converter crash is recorded and the other formats still run
+            record.error = f"{type(err).__name__}: {err}"
+    if record.error:
+        record.seconds = time.perf_counter() - start
+        console.print(f"[bold red]{fmt.name} {precision} failed:[/] {record.error}", highlight=False)
+    return record
 
 
 def _training_form(model: nn.Module, channels_last_io: bool) -> nn.Module:

@@ -26,12 +26,14 @@ import torch
 from torch import nn
 
 from ..errors import ExportError, OptionError, require
+from ..preprocess import PreprocessSpec
 from .metadata import METADATA_KEY, dumps
 
 __all__ = ["export_onnx", "onnx_graph_stats"]
 
 MIN_OPSET = 18
 SIMPLIFY_TOLERANCE = 1e-5
+_float_graphs: dict[tuple, tuple[bytes, dict]] = {}
 _ATTENTION_SCOPE = re.compile(r"^(.*\.transformer\.\d+\.attn)$")
 _SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 
@@ -170,18 +172,16 @@ def _simplify(model_proto, probe: np.ndarray) -> tuple[object, dict]:
     return candidate, info
 
 
-def export_onnx(model: nn.Module, path: Path, *, input_size: tuple[int, int], channels_last_io: bool,
-                metadata: dict, opset: int = MIN_OPSET, dynamic_batch: bool = False, simplify: bool = True,
-                reference: nn.Module | None = None, compare_naive: bool = True, **_) -> dict:
-    """Export `model` (already in the form to ship) to `path`; returns details for the report.
-
-    With `compare_naive`, the training-form `reference` is exported too (in memory) so the report shows
-    how many nodes each attention layer lowers to in both forms.
-    """
+def _float_graph(model: nn.Module, input_size: tuple[int, int], channels_last_io: bool, metadata: dict, opset: int,
+                 dynamic_batch: bool, simplify: bool, reference: nn.Module | None, compare_naive: bool):
+    """The simplified float32 graph and its details; every precision of one model in one process starts from
+    the same export (the dynamo exporter takes most of a minute for XFormer-S)."""
     onnx = require("onnx", "ONNX export", "onnx")
-
-    if opset < MIN_OPSET:
-        raise OptionError(f"opset {opset} is too old: the dynamo exporter needs opset >= {MIN_OPSET}")
+    key = (metadata["arch"], metadata["weights_sha256"], metadata["export"].get("deploy"), input_size,
+           channels_last_io, opset, dynamic_batch, simplify, compare_naive and reference is not None)
+    if key in _float_graphs:
+        proto_bytes, details = _float_graphs[key]
+        return onnx.load_model_from_string(proto_bytes), {**details, "conversion": "reused in this process"}
     height, width = input_size
     batch = 2 if dynamic_batch else 1  # torch.export specialises a dimension traced at size 1
     shape = (batch, height, width, 3) if channels_last_io else (batch, 3, height, width)
@@ -199,13 +199,54 @@ def export_onnx(model: nn.Module, path: Path, *, input_size: tuple[int, int], ch
         details["nms"] = "ONNX NonMaxSuppression in the graph"
     details.update(onnx_graph_stats(proto), attention_layers=attention_layers)
     if compare_naive and reference is not None and attention_layers:
+        # Counted as exported, not simplified: simplifying a second graph only for its counts cost export time.
         naive = _torch_export(reference, torch.rand(1, 3, height, width), opset, False)
         naive_layers = _attention_layer_stats(naive)
-        if simplify:
-            naive, _ = _simplify(naive, np.random.default_rng(0).random((1, 3, height, width), np.float32))
         naive_stats = onnx_graph_stats(naive)
         details["naive"] = {**{k: naive_stats[k] for k in ("nodes", "max_rank", "transposes")},
                             "attention_layers": naive_layers}
+    _float_graphs.clear()  # one model's graph at a time: they are megabytes each
+    _float_graphs[key] = (proto.SerializeToString(), details)
+    return proto, dict(details)
+
+
+def _quantize(proto, precision: str, calib: str | Path | None, metadata: dict, details: dict):
+    from .calibration import load_calibration
+    from .formats import FORMATS
+    from .onnx_quantize import ONNX_QUANT_FORMS, quantize_onnx
+
+    calibration = None
+    if precision in FORMATS["onnx"].calibrated:
+        spec = PreprocessSpec.from_dict(metadata["preprocess"])
+        calibration = load_calibration(calib, spec)
+        details["calibration"] = calibration.to_dict()
+        calibration = calibration.in_layout(spec.layout)
+    quantized = quantize_onnx(proto, precision, calibration)
+    details["quantizer"] = ("onnxruntime.quantization, static " + ONNX_QUANT_FORMS[precision]
+                            if precision in ONNX_QUANT_FORMS else "onnxruntime.transformers.float16")
+    details["float_nodes"] = details["nodes"]
+    details.update(onnx_graph_stats(quantized))
+    return quantized
+
+
+def export_onnx(model: nn.Module, path: Path, *, input_size: tuple[int, int], channels_last_io: bool,
+                metadata: dict, precision: str = "fp32", opset: int = MIN_OPSET, dynamic_batch: bool = False,
+                simplify: bool = True, reference: nn.Module | None = None, compare_naive: bool = True,
+                calib: str | Path | None = None, **_) -> dict:
+    """Export `model` (already in the form to ship) to `path`; returns details for the report.
+
+    With `compare_naive`, the training-form `reference` is exported too (in memory) so the report shows
+    how many nodes each attention layer lowers to in both forms. Other precisions than fp32 quantise the
+    simplified float graph (`onnx_quantize.py`); int8 forms are calibrated on `calib` (or the sample photos).
+    """
+    onnx = require("onnx", "ONNX export", "onnx")
+
+    if opset < MIN_OPSET:
+        raise OptionError(f"opset {opset} is too old: the dynamo exporter needs opset >= {MIN_OPSET}")
+    proto, details = _float_graph(model, input_size, channels_last_io, metadata, opset, dynamic_batch, simplify,
+                                  reference, compare_naive)
+    if precision != "fp32":
+        proto = _quantize(proto, precision, calib, metadata, details)
 
     for node in proto.graph.node:  # stack traces carry local paths and change with every edit
         del node.metadata_props[:]

@@ -60,6 +60,8 @@ TOLERANCES: dict[str, Tolerance] = {
                        floor_cosine=QUANTISED_FLOOR),
     "int8": Tolerance(min_photo_cosine=0.75, min_top1_agreement=0.6, needs_trained_weights=True,
                       floor_cosine=QUANTISED_FLOOR),
+    "int8-qop": Tolerance(min_photo_cosine=0.75, min_top1_agreement=0.6, needs_trained_weights=True,
+                          floor_cosine=QUANTISED_FLOOR),  # ONNX's QOperator int8: the same gate as int8 (QDQ)
     "palette6": Tolerance(min_photo_cosine=0.95, min_top1_agreement=0.75, needs_trained_weights=True,
                           floor_cosine=QUANTISED_FLOOR),
 }

@@ -14,6 +14,9 @@ Measured on xformer_s at 256x256 NHWC, fp32 (benchmarks/tflite_latency.py --rout
 litert-torch is the default: no TRANSPOSE anywhere (none for a mobile GPU delegate to lay out), per-layer
 attribution in the report, static int8 through PT2E, a tenth of the conversion time and no TensorFlow. On this
 x86 CPU its per-head BATCH_MATMULs cost more than onnx2tf's batched heads at 1 thread; at 2 threads the two match.
+A deploy form with all heads of a layer in one chain (qkv as a BATCH_MATMUL with the weight on the left, so heads
+split channel-major without a TRANSPOSE) was tried and not kept: 529 ops, but fp32 no faster (1.05x slower in one
+interleaved A/B run) and static int8 1.30x slower and 44% larger, because PT2E leaves that matmul in float.
 
 Precisions: fp32; fp16, dynamic-int8 and w8a16 are derived from the float file by ai-edge-quantizer
 (`tflite_quantize.py`), so each model is converted once per process; int8 is a route's own static
@@ -47,7 +50,7 @@ __all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "PRECISIONS", "export_tflite"]
 CONVERTERS = ("litert-torch", "onnx2tf")
 DEFAULT_CONVERTER = "litert-torch"
 PRECISIONS = FORMATS["tflite"].precisions
-STATIC_PRECISIONS = ("int8", "w8a16")
+STATIC_PRECISIONS = FORMATS["tflite"].calibrated
 
 # Converting takes minutes: every precision of one model in one process starts from the same float conversion,
 # and int8 with float or int8 I/O from the same PT2E conversion.
@@ -105,13 +108,16 @@ def _float_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: 
 
 def _int8_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: str, input_size: tuple[int, int],
                      channels_last_io: bool, metadata: dict, calibration: np.ndarray, int8_io: bool,
-                     details: dict) -> bytes:
+                     float_layers: list[str], details: dict) -> bytes:
     def convert() -> bytes:
         if converter == "litert-torch":
+            from .int8_sensitivity import float_layer_filter
             from .tflite_litert import convert_int8
 
             samples = calibration.transpose(0, 2, 3, 1) if channels_last_io else calibration
-            return convert_int8(model, _example(input_size, channels_last_io), np.ascontiguousarray(samples))
+            keep_float = float_layer_filter(model, float_layers) if float_layers else None
+            return convert_int8(model, _example(input_size, channels_last_io), np.ascontiguousarray(samples),
+                                keep_float)
         from .tflite_onnx2tf import convert_int8
 
         return convert_int8(_onnx_form(model, reference), input_size, channels_last_io, metadata, calibration,
@@ -120,8 +126,27 @@ def _int8_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: s
     # litert-torch always writes int8 I/O (float I/O is added afterwards); onnx2tf writes one file per choice.
     io_choice = int8_io if converter == "onnx2tf" else None
     key = ("int8", *_model_key(converter, input_size, channels_last_io, metadata), io_choice,
-           hashlib.sha256(calibration.tobytes()).hexdigest())
+           hashlib.sha256(calibration.tobytes()).hexdigest(), tuple(float_layers))
     return _cached(key, convert, details)
+
+
+def _float_layers(model: nn.Module, request: str | None, converter: str, calibration: np.ndarray,
+                  details: dict) -> list[str]:
+    """The layers an int8 file keeps float: none, the named ones, or those the sensitivity sweep picks."""
+    if not request:
+        return []
+    if converter != "litert-torch":
+        raise OptionError("--int8-float-layers needs the litert-torch converter (PT2E); onnx2tf's int8 is "
+                          "all-integer: drop --tflite-converter onnx2tf or --int8-float-layers")
+    from .int8_sensitivity import choose_float_layers, parse_float_layers
+
+    if request != "auto":
+        names = parse_float_layers(model, request)
+        details["int8_float_layers"] = {"float_layers": names, "chosen": "by name"}
+        return names
+    plan = choose_float_layers(model, calibration)
+    details["int8_float_layers"] = {**plan.to_dict(), "chosen": "auto"}
+    return plan.float_layers
 
 
 def _check_runs(flatbuffer: bytes, precision: str) -> None:
@@ -141,8 +166,10 @@ def _check_runs(flatbuffer: bytes, precision: str) -> None:
 def export_tflite(model: nn.Module, path: Path, *, input_size: tuple[int, int], channels_last_io: bool,
                   metadata: dict, precision: str = "fp32", reference: nn.Module | None = None,
                   tflite_converter: str = DEFAULT_CONVERTER, calib: str | Path | None = None, int8_io: bool = False,
-                  **_) -> dict:
-    """Convert `model` (the form to ship) to a .tflite file at `path`; returns details for the report."""
+                  int8_float_layers: str | None = None, **_) -> dict:
+    """Convert `model` (the form to ship) to a .tflite file at `path`; returns details for the report.
+
+    `int8_float_layers` (int8, litert-torch): module names kept float, or "auto" (`int8_sensitivity.py`)."""
     if tflite_converter not in CONVERTERS:
         raise OptionError(f"unknown TFLite converter {tflite_converter!r}; choose from: {', '.join(CONVERTERS)}")
     if precision not in PRECISIONS:
@@ -154,8 +181,10 @@ def export_tflite(model: nn.Module, path: Path, *, input_size: tuple[int, int], 
         calibration = load_calibration(calib, PreprocessSpec.from_dict(metadata["preprocess"]))
         details["calibration"] = calibration.to_dict()
     if precision == "int8":
+        float_layers = _float_layers(model, int8_float_layers, tflite_converter,
+                                     calibration.in_layout("NHWC" if channels_last_io else "NCHW"), details)
         flatbuffer = _int8_flatbuffer(model, reference, tflite_converter, input_size, channels_last_io, metadata,
-                                      calibration.images, int8_io, details)
+                                      calibration.images, int8_io, float_layers, details)
         details["quantizer"] = "PT2E (torchao + litert-torch)" if tflite_converter == "litert-torch" else \
             "onnx2tf -oiqt (TensorFlow converter)"
     else:

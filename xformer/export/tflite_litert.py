@@ -11,8 +11,10 @@ conversion does not. litert-torch folds the input/output quantisation into the s
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,7 +22,7 @@ from torch import nn
 
 from ..errors import require
 
-__all__ = ["LogitsSignature", "convert_float", "convert_int8"]
+__all__ = ["LogitsSignature", "convert_float", "convert_int8", "export_signature", "quantize_pt2e"]
 
 
 class LogitsSignature(nn.Module):
@@ -75,22 +77,50 @@ def convert_float(model: nn.Module, example: torch.Tensor) -> bytes:
         return bytes(edge.model_content())
 
 
-def convert_int8(model: nn.Module, example: torch.Tensor, calibration: np.ndarray) -> bytes:
-    """Static int8 through PT2E, calibrated on `calibration` (a batch in the model's input layout)."""
-    litert_torch = require("litert_torch", "TFLite export", "tflite")
-    pt2e = require("litert_torch.quantize.pt2e_quantizer", "int8 TFLite export", "tflite")
-    quant_config = require("litert_torch.quantize.quant_config", "int8 TFLite export", "tflite")
-    torchao = require("torchao.quantization.pt2e.quantize_pt2e", "int8 TFLite export", "tflite")
-    signature = LogitsSignature(model).eval()
+def export_signature(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+    """`model` traced by torch.export at `example`'s shape, with the file's signature names."""
     with _quiet():
-        quantizer = pt2e.PT2EQuantizer().set_global(
-            pt2e.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-        graph = torch.export.export(signature, (), {"image": example}).module()
-        prepared = torchao.prepare_pt2e(graph, quantizer)
+        return torch.export.export(LogitsSignature(model).eval(), (), {"image": example}).module()
+
+
+def quantize_pt2e(graph: torch.fx.GraphModule, calibration: np.ndarray,
+                  keep_float: Callable[[list[str]], bool] | None = None, batch: int = 1):
+    """A copy of the traced `graph` through PT2E static int8, calibrated on `calibration` in batches of `batch`
+    (the traced batch): the quantised reference graph (int8 scales and rounding, run in PyTorch) and the quantizer.
+
+    `keep_float(paths)` takes the module paths a graph node was traced in ("model.<name>", outermost first) and
+    says whether the node stays float: its quantisation annotation is dropped before observers are placed, so
+    its inputs and outputs are dequantised around it (litert-torch's own set_module_name filter does not parse
+    torch.export's module names)."""
+    pt2e = require("litert_torch.quantize.pt2e_quantizer", "int8 TFLite export", "tflite")
+    torchao = require("torchao.quantization.pt2e.quantize_pt2e", "int8 TFLite export", "tflite")
+
+    class Quantizer(pt2e.PT2EQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            if keep_float is not None:
+                for node in model.graph.nodes:
+                    if keep_float([path for path, _ in node.meta.get("nn_module_stack", {}).values()]):
+                        node.meta.pop("quantization_annotation", None)
+            return model
+
+    quantizer = Quantizer().set_global(pt2e.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    with _quiet():
+        prepared = torchao.prepare_pt2e(copy.deepcopy(graph), quantizer)
         with torch.no_grad(), _one_thread():
-            for x in calibration:
-                prepared(image=torch.from_numpy(x[None]))
-        quantized = torchao.convert_pt2e(prepared, fold_quantize=False)
+            for start in range(0, len(calibration) - batch + 1, batch):
+                prepared(image=torch.from_numpy(calibration[start:start + batch]))
+        return torchao.convert_pt2e(prepared, fold_quantize=False), quantizer
+
+
+def convert_int8(model: nn.Module, example: torch.Tensor, calibration: np.ndarray,
+                 keep_float: Callable[[list[str]], bool] | None = None) -> bytes:
+    """Static int8 through PT2E, calibrated on `calibration` (a batch in the model's input layout); nodes for which
+    `keep_float` holds stay float (see `quantize_pt2e`)."""
+    litert_torch = require("litert_torch", "TFLite export", "tflite")
+    quant_config = require("litert_torch.quantize.quant_config", "int8 TFLite export", "tflite")
+    quantized, quantizer = quantize_pt2e(export_signature(model, example), calibration, keep_float)
+    with _quiet():
         edge = litert_torch.convert(quantized, (), sample_kwargs={"image": example},
                                     quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
         return bytes(edge.model_content())
