@@ -116,10 +116,10 @@ def digits_pte(digits_model, digits_root, tmp_path_factory):
 # A short detection run: xformer_xxs_yolov3 on a small rendered-shapes set (benchmarks/train_shapes.py is the long
 # one). Shared so detection tests (and export tests of detectors) reuse one trained checkpoint.
 SHAPES_DATA = {"train": 200, "val": 50, "size": 96}
-SHAPES_TRAINING = {"source": "xformer_xxs_yolov3", "epochs": 5, "batch": 8, "imgsz": 96, "optimizer": "adamw",
+SHAPES_TRAINING = {"source": "xformer_xxs_yolov3", "epochs": 6, "batch": 4, "imgsz": 96, "optimizer": "adamw",
                    "lr": 3e-3, "weight_decay": 0.01, "warmup_epochs": 1, "scale_min": 0.75, "scale_max": 1.25,
                    "seed": 0, "workers": 0}
-SHAPES_AP50_FLOOR = 0.05
+SHAPES_AP50_FLOOR = 0.15
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ def _maps(num_classes=2, size=320, fill=0.0):
 
 def test_target_goes_to_the_best_shaped_anchor_at_the_centre_cell():
     # A 62x45 box centred at (56, 40): anchor 1 of the stride-16 level, cell row 2, column 3, exactly centred.
-    loss = YOLOv3Loss(COCO_ANCHORS)
+    loss = YOLOv3Loss(COCO_ANCHORS, match_iou=2.0)  # mmdet's rule: the best-shaped anchor only
     targets = torch.tensor([[0, 1, 56 - 31, 40 - 22.5, 56 + 31, 40 + 22.5]])
     outputs = _maps(fill=-30.0)  # every objectness and class says "nothing here"
     right = outputs[1][0, 7:14, 2, 3]
@@ -173,6 +173,16 @@ def test_target_goes_to_the_best_shaped_anchor_at_the_centre_cell():
     wrong = _maps(fill=-30.0)
     wrong[1][0, 7 + 4, 2, 4] = 30.0  # the object claimed one cell to the right instead: the right one is missed
     assert loss.parts(wrong, targets)["conf"] > 25
+
+
+def test_anchors_of_a_similar_shape_are_positives_too():
+    # The 62x45 box's shape IoU with the 9 anchors: 1.0 (62x45), 0.41 (30x61), 0.37 (59x119), 0.27 (33x23),
+    # 0.27 (116x90); the others are under 0.25. Each of those 5 at the box's centre cell is a positive.
+    targets = torch.tensor([[0, 1, 56 - 31, 40 - 22.5, 56 + 31, 40 + 22.5]])
+    nothing = _maps(fill=-30.0)
+    assert float(YOLOv3Loss(COCO_ANCHORS).parts(nothing, targets)["conf"]) == pytest.approx(5 * 30, rel=1e-3)
+    assert float(YOLOv3Loss(COCO_ANCHORS, match_iou=2.0).parts(nothing, targets)["conf"]) == pytest.approx(
+        30, rel=1e-3)
 
 
 def test_anchors_overlapping_a_box_are_not_negatives():

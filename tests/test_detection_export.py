@@ -81,6 +81,16 @@ def test_predict_save_draws_boxes(shapes_exports, shapes_root, tmp_path):
     assert changed.mean() > 0.01  # box outlines and caption plates, not JPEG noise
 
 
+def test_predict_says_when_nothing_is_found(shapes_exports, shapes_root, tmp_path):
+    out = tmp_path / "out.png"
+    run = subprocess.run([sys.executable, "-m", "xformer", "predict", str(shapes_exports["onnx"].path),
+                          str(_image(shapes_root)), "--save", str(out), "--conf", "0.999"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"{_image(shapes_root).name}: no detection above --conf 0.999" in run.stdout
+    assert "(0 boxes drawn)" in run.stdout and out.is_file()
+
+
 def test_det_outputs_errors():
     with pytest.raises(OptionError, match="tflite files of detectors hold decoded or raw outputs, not nms"):
         export("xformer_xxs_yolov3", formats="tflite", det_outputs="nms", validate=False)
@@ -143,3 +153,30 @@ def test_coreml_detector_predicts_on_macos(shapes_run, shapes_root, tmp_path):
     found, expected = load(record.path).predict(image), load(shapes_run.best).predict(image)
     assert found.labels == expected.labels
     np.testing.assert_allclose(found.boxes, expected.boxes, atol=0.5)
+
+
+def test_quantised_detector_parity_judges_the_boxes_a_user_sees():
+    """Two confident boxes among near-zero scores: noise far below the int8 gate's score (as int8 rounding
+    reshuffles the weakest candidates) passes int8 and fails fp32; boxes moved 40 px fail int8."""
+    import torch
+
+    from xformer.export.parity import detection_report, match_detections
+    from xformer.models.detection import COCO_ANCHORS, STRIDES, decode
+
+    maps = [torch.full((1, 3 * 10, 320 // s, 320 // s), -8.0) for s in STRIDES]  # 5 classes
+    for level, row, col in ((1, 3, 4), (2, 20, 30)):
+        maps[level][0, 4, row, col] = maps[level][0, 5 + 1, row, col] = 4.0  # anchor 0: a class-1 object
+    metadata = {"detection": {"anchors": [list(map(list, a)) for a in COCO_ANCHORS], "strides": list(STRIDES),
+                              "outputs": "decoded"}}
+    boxes, scores = decode(maps, torch.tensor(COCO_ANCHORS, dtype=torch.float32))
+    noisy = (scores + 1e-4 * torch.rand(scores.shape, generator=torch.Generator().manual_seed(0))).numpy()
+
+    def report(found_boxes, precision):
+        return detection_report([match_detections(maps, [found_boxes.numpy(), noisy], metadata, precision)], 1,
+                                precision, True)
+
+    good = report(boxes, "int8")
+    assert good.passed and good.matched == 2 and good.extra == 0, good.failures
+    assert not report(boxes, "fp32").passed  # the top-20 comparison of fp32 files: noise decides it
+    broken = report(boxes + 40, "int8")
+    assert not broken.passed and broken.matched == 0

@@ -126,6 +126,7 @@ def _predict_boxes(runtime, images: list, save: str | None, conf: float | None) 
     from PIL import Image
 
     from .checkpoint import atomic_path
+    from .runtimes.detection import nms_config
 
     if save and len(images) > 1 and Path(save).suffix:
         raise OptionError(f"--save {save} names one file but {len(images)} images were given; pass a folder")
@@ -138,6 +139,10 @@ def _predict_boxes(runtime, images: list, save: str | None, conf: float | None) 
         for label, score, xyxy in zip(result.labels, result.scores.tolist(), result.boxes.tolist()):
             table.add_row(label, f"{score:.3g}", *(f"{v:.1f}" for v in xyxy))
         console.print(table)
+        if not len(result):
+            threshold = conf if conf is not None else nms_config(runtime.metadata).score_threshold
+            console.print(f"{shown}: no detection above --conf {threshold:g}"
+                          f"{'; seeded weights' if getattr(runtime, 'seeded', False) else ''}", highlight=False)
         if save:
             out = _save_path(save, image, images, "det")
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +249,8 @@ def _cmd_dataset(args: argparse.Namespace) -> None:
         console.print(f"wrote {train} + {val} rendered images (up to {size}x{size}) with exact boxes of "
                       f"{len(SHAPE_CLASSES)} classes ({', '.join(SHAPE_CLASSES)}) to {root}: train/ and val/ "
                       "images/ + annotations.json (COCO format)", highlight=False)
-        console.print(f"next: xformer train xformer_xxs_yolov3 --data {root} --imgsz {size}", highlight=False)
+        console.print(f"next: xformer train xformer_xxs_yolov3 --data {root} --imgsz {size}", highlight=False,
+                      soft_wrap=True)
         return
     if args.name == "scenes":
         from .scenes import SCENE_CLASSES, write_scenes

@@ -2,8 +2,9 @@
 whose labels are right by construction.
 
 Each image holds 1-4 filled shapes of five classes (circle, square, triangle, cross, star) in random colours that
-stand out from what they cover, random sizes (a sixth to over half of the short side) and positions, on a noisy
-gradient with unlabelled clutter lines. Shapes may overlap, but a placement that would hide more than half of an
+stand out from what they cover, random sizes (over a quarter to over half of the short side: smaller shapes are
+hard to tell apart at 96 px, and slow a short training run) and positions, on a noisy gradient with unlabelled
+clutter lines. Shapes may overlap, but a placement that would hide more than half of an
 earlier shape is redrawn, so every labelled object stays recognisable. A shape's box is the bounding box of its
 own pixels (drawn without anti-aliasing into its own mask), so boxes are exact. Image sizes vary (square,
 landscape and portrait) to exercise the letterbox. Every image comes from its own seeded generator, so any
@@ -73,7 +74,7 @@ def render_shapes(seed: int, size: int = 96) -> tuple[Image.Image, list[dict]]:
     for _ in range(int(rng.integers(1, 5))):
         for _attempt in range(20):
             kind = int(rng.integers(0, len(SHAPE_CLASSES)))
-            r = rng.uniform(0.08, 0.3) * short
+            r = rng.uniform(0.14, 0.3) * short
             cx, cy = rng.uniform(r * 0.6, width - r * 0.6), rng.uniform(r * 0.6, height - r * 0.6)
             mask = Image.new("L", (width, height))
             _draw(ImageDraw.Draw(mask), SHAPE_CLASSES[kind], cx, cy, r, rng.uniform(0, 2 * math.pi), 255)

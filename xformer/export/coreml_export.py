@@ -300,12 +300,15 @@ def mil_parity(function, reference: nn.Module, spec: PreprocessSpec, kind: str, 
 _programs: dict[tuple, tuple] = {}
 
 
-def _program(classifier: CoreMLClassifier, example: torch.Tensor):
-    """The decomposed torch.export program of `classifier`, traced once per model, normalisation and shape."""
-    key = (id(classifier.model), classifier.normalize, classifier.probabilities, tuple(example.shape))
+def _program(classifier: CoreMLClassifier | CoreMLDetector, example: torch.Tensor):
+    """The decomposed torch.export program of `classifier` (a detector's wraps one), traced once per model,
+    wrapper, normalisation and shape."""
+    inner = classifier.classifier if isinstance(classifier, CoreMLDetector) else classifier
+    key = (id(inner.model), type(classifier), getattr(classifier, "form", None), inner.normalize,
+           inner.probabilities, tuple(example.shape))
     if key not in _programs:
         _programs.clear()
-        _programs[key] = (classifier.model, torch.export.export(classifier, (example,)).run_decompositions({}))
+        _programs[key] = (inner.model, torch.export.export(classifier, (example,)).run_decompositions({}))
     return _programs[key][1]
 
 

@@ -163,7 +163,8 @@ def _float_graph(model: nn.Module, input_size: tuple[int, int], channels_last_io
     the same export (the dynamo exporter takes most of a minute for XFormer-S)."""
     onnx = require("onnx", "ONNX export", "onnx")
     key = (metadata["arch"], metadata["weights_sha256"], metadata["export"].get("deploy"), input_size,
-           channels_last_io, opset, dynamic_batch, simplify, compare_naive and reference is not None)
+           channels_last_io, opset, dynamic_batch, simplify, compare_naive and reference is not None,
+           metadata.get("detection", {}).get("outputs"))  # a detector's output form changes the graph
     if key in _float_graphs:
         proto_bytes, details = _float_graphs[key]
         return onnx.load_model_from_string(proto_bytes), {**details, "conversion": "reused in this process"}

@@ -89,7 +89,8 @@ def _cached(key: tuple, convert, details: dict) -> bytes:
 
 def _model_key(converter: str, input_size: tuple[int, int], channels_last_io: bool, metadata: dict) -> tuple:
     return (converter, input_size, channels_last_io, metadata["arch"], metadata["weights_sha256"],
-            json.dumps(metadata.get("options", {}), sort_keys=True), metadata["export"].get("deploy"))
+            json.dumps(metadata.get("options", {}), sort_keys=True), metadata["export"].get("deploy"),
+            metadata.get("detection", {}).get("outputs"))  # a detector's output form changes the graph
 
 
 def _float_flatbuffer(model: nn.Module, reference: nn.Module | None, converter: str, input_size: tuple[int, int],

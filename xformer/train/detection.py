@@ -35,17 +35,20 @@ __all__ = ["DetectionMetrics", "DetectionTask", "YOLOv3Loss"]
 class YOLOv3Loss(nn.Module):
     """mmdet's YOLOv3 loss, summed over the batch (mmdet's reduction, which its lr 3e-3 and grad-clip 35 assume).
 
-    Targets: each box goes to the one anchor (of all 9) whose shape fits it best (IoU of the sizes, both centred),
-    at the cell of its centre on that anchor's level. Positives learn x/y (BCE against the offset in the cell,
-    weight 2), w/h (squared error against log(size / anchor), weight 2), objectness and classes (BCE, one sigmoid
-    per class). Every other anchor box is a negative for objectness unless it overlaps a ground-truth box by
-    IoU >= 0.5 (then it is ignored, as mmdet's GridAssigner does)."""
+    Targets: each box goes to the anchor (of all 9) whose shape fits it best (IoU of the sizes, both centred), at
+    the cell of its centre on that anchor's level, and also to every other anchor whose shape IoU reaches
+    `match_iou` (YOLOv4's multi-anchor assignment; mmdet's single best anchor is `match_iou` > 1). Several
+    positives per box train the class logits much faster: with one, a short run's classes stay near chance.
+    Positives learn x/y (BCE against the offset in the cell, weight 2), w/h (squared error against
+    log(size / anchor), weight 2), objectness and classes (BCE, one sigmoid per class). Every other anchor box
+    is a negative for objectness unless it overlaps a ground-truth box by IoU >= 0.5 (then it is ignored, as
+    mmdet's GridAssigner does)."""
 
     def __init__(self, anchors=COCO_ANCHORS, strides: tuple[int, ...] = STRIDES, ignore_iou: float = 0.5,
-                 xy_weight: float = 2.0, wh_weight: float = 2.0):
+                 match_iou: float = 0.25, xy_weight: float = 2.0, wh_weight: float = 2.0):
         super().__init__()
         self.register_buffer("anchors", torch.as_tensor(anchors, dtype=torch.float32), persistent=False)
-        self.strides, self.ignore_iou = strides, ignore_iou
+        self.strides, self.ignore_iou, self.match_iou = strides, ignore_iou, match_iou
         self.xy_weight, self.wh_weight = xy_weight, wh_weight
 
     def forward(self, outputs: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
@@ -61,7 +64,11 @@ class YOLOv3Loss(nn.Module):
         centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
         flat = anchors.reshape(-1, 2)
         inter = torch.minimum(size[:, None], flat[None]).prod(-1)
-        best = (inter / (size.prod(-1)[:, None] + flat.prod(-1)[None] - inter)).argmax(1)
+        shape_iou = inter / (size.prod(-1)[:, None] + flat.prod(-1)[None] - inter)  # (M, A*L)
+        matched = shape_iou >= self.match_iou
+        matched[torch.arange(len(shape_iou)), shape_iou.argmax(1)] = True
+        which, best = matched.nonzero(as_tuple=True)
+        label, size, centre, owner = label[which], size[which], centre[which], image[which]
         zero = outputs[0].sum() * 0
         terms = {"xy": zero, "wh": zero, "conf": zero, "cls": zero}
         for level, (p, stride) in enumerate(zip(outputs, self.strides)):
@@ -69,7 +76,7 @@ class YOLOv3Loss(nn.Module):
             num_classes = channels // num_anchors - 5
             p = p.float().reshape(batch, num_anchors, 5 + num_classes, height, width).permute(0, 1, 3, 4, 2)
             mine = best // num_anchors == level
-            a, b, c = best[mine] % num_anchors, image[mine], label[mine]
+            a, b, c = best[mine] % num_anchors, owner[mine], label[mine]
             cxy = centre[mine] / stride
             gx, gy = cxy[:, 0].long().clamp(0, width - 1), cxy[:, 1].long().clamp(0, height - 1)
             wanted = torch.cat([cxy - torch.stack([gx, gy], 1), torch.log(size[mine] / anchors[level][a]),
