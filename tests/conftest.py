@@ -1,12 +1,17 @@
 """Session fixtures shared across test files: models, the digits data set, ONE trained checkpoint and its
 exported files (training and exporting are the slow parts of the suite, so each happens once)."""
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from xformer.models import create_model, list_models
+# pytest-xdist's workers report an 80-column terminal: without this, rich lays our tables out at 80 columns and
+# tests that read them would depend on how a run was started (test_cli.py checks what must hold at 80 columns).
+os.environ["COLUMNS"] = "160"
+
+from xformer.models import create_model, list_models  # noqa: E402
 
 CLASSIFIERS = list_models(task="classify")
 XFORMER_VARIANTS = [name for name in CLASSIFIERS if name.startswith(("xformer", "mobilevit"))]

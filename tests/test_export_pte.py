@@ -134,7 +134,7 @@ def test_validate_info_and_bench(digits_pte, tmp_path, capsys):
     assert row.ok and row.format == "pte" and row.precision == "int8" and row.runtime == "executorch"
     assert row.latency.headline > 0
 
-    # A checkpoint: the cached .pte files are reused, ONNX is exported, and ONNX has no int8 row to fail.
+    # A checkpoint: the cached .pte files are reused, ONNX is exported at both precisions (int8 = static QDQ).
     from xformer.benchmarks.sources import export_dir
 
     cache = tmp_path / "cache"
@@ -144,9 +144,9 @@ def test_validate_info_and_bench(digits_pte, tmp_path, capsys):
         shutil.copy(record.path, cached / record.path.name)
     rows = run_benchmarks(BenchConfig(sources=[str(checkpoint)], formats=["onnx", "pte"], precisions=["fp32", "int8"],
                                       threads=[1], warmup=1, runs=3, cache_dir=str(cache)))
-    assert [(r.format, r.precision, r.ok) for r in rows] == [("onnx", "fp32", True), ("pte", "fp32", True),
-                                                              ("pte", "int8", True)]
-    assert rows[1].parity["max_abs_err"] < 1e-4
+    assert [(r.format, r.precision, r.ok) for r in rows] == [("onnx", "fp32", True), ("onnx", "int8", True),
+                                                              ("pte", "fp32", True), ("pte", "int8", True)]
+    assert rows[2].parity["max_abs_err"] < 1e-4
 
 
 def test_core_ml_backend_lowers_on_linux(digits_pte, tmp_path):
