@@ -92,7 +92,8 @@ def test_bench_adds_an_accuracy_column(digits_exports, digits_run, digits_root, 
     assert "Accuracy on" in printed and "top-1 %" in printed
     rows = json.loads((out / "results.json").read_text())["results"]
     by_key = {(r["format"], r["precision"]): r for r in rows}
-    assert set(by_key) == {("torch", "fp32"), ("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "int8")}
+    assert set(by_key) == {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"),
+                           ("tflite", "int8")}
     torch_top1 = by_key[("torch", "fp32")]["accuracy"]["top1"]
     assert torch_top1 == pytest.approx(digits_run.best_fitness, abs=1e-9)
     for key, row in by_key.items():
