@@ -349,6 +349,22 @@ class ChannelsLastInput(nn.Module):
         return self.model(image.permute(0, 3, 1, 2))
 
 
+class SigmoidGate(nn.Module):
+    """SiLU written as x * sigmoid(x): the int8 quantiser annotates sigmoid and mul (and LiteRT runs both in int8),
+    while a SiLU op is left float between DEQUANTIZE and QUANTIZE."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
+def _gate_silu(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.SiLU):
+            setattr(module, name, SigmoidGate())
+        else:
+            _gate_silu(child)
+
+
 def _convert(module: nn.Module, target: str) -> nn.Module:
     if isinstance(module, XFormerBlock):
         return DeployXFormerBlock(module, target)
@@ -372,6 +388,8 @@ def deploy_model(model: nn.Module, channels_last_io: bool = False, target: str =
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     deployed = _convert(copy.deepcopy(model).eval(), target)
+    if target == "tflite":
+        _gate_silu(deployed)
     deployed.model_config = model.model_config
     if channels_last_io:
         wrapped = ChannelsLastInput(deployed).eval()

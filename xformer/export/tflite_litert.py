@@ -66,6 +66,21 @@ def export_signature(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphM
         return torch.export.export(LogitsSignature(model).eval(), (), {"image": example}).module()
 
 
+def _annotate_residual_adds(model: torch.fx.GraphModule, config) -> None:
+    """int8 for adds of two activations (residual connections). litert-torch's add annotator finds adds by their
+    source function, which torch.export no longer records for `x + y`, so every residual add stayed float between
+    DEQUANTIZE and QUANTIZE."""
+    utils = require("litert_torch.quantize.pt2e_quantizer_utils", "int8 TFLite export", "tflite")
+    for node in model.graph.nodes:
+        if node.target != torch.ops.aten.add.Tensor or "quantization_annotation" in node.meta:
+            continue
+        inputs = node.args[:2]
+        if all(isinstance(a, torch.fx.Node) and a.op != "get_attr" for a in inputs):
+            node.meta["quantization_annotation"] = utils.QuantizationAnnotation(
+                input_qspec_map={a: utils.get_input_act_qspec(config) for a in inputs},
+                output_qspec=utils.get_output_act_qspec(config), _annotated=True)
+
+
 def quantize_pt2e(graph: torch.fx.GraphModule, calibration: np.ndarray,
                   keep_float: Callable[[list[str]], bool] | None = None, batch: int = 1):
     """A copy of the traced `graph` through PT2E static int8, calibrated on `calibration` in batches of `batch`
@@ -81,6 +96,7 @@ def quantize_pt2e(graph: torch.fx.GraphModule, calibration: np.ndarray,
     class Quantizer(pt2e.PT2EQuantizer):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
+            _annotate_residual_adds(model, self.global_config)
             if keep_float is not None:
                 for node in model.graph.nodes:
                     if keep_float([path for path, _ in node.meta.get("nn_module_stack", {}).values()]):
