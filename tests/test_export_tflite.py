@@ -152,7 +152,7 @@ def test_per_layer_report_finds_where_int8_diverges(exported, checkpoint, calib_
     from xformer.export.validate import per_layer_file
 
     report = per_layer_file(exported["int8"].path, checkpoint, images=calib_dir)
-    assert {"DeployXFA", "SiLU", "Conv2d", "ChannelLayerNorm"} <= {row.kind for row in report.rows}
+    assert {"DeployXFA", "SigmoidGate", "Conv2d", "ChannelLayerNorm"} <= {row.kind for row in report.rows}
     attention = [row for row in report.rows if row.layer.endswith("transformer.0.attn")]
     assert len(attention) == 3 and all(row.kind == "DeployXFA" for row in attention)
     assert report.worst.added > 0 and 0 < report.rows[-1].rel_error < 1
