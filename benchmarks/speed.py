@@ -9,6 +9,11 @@ Files are exported into OUT/<form>/ unless already there (delete the folder to e
 is timed by the benchmark harness with all rows of both models interleaved in rounds, so a burst of load from
 other processes hits all of them alike: compare the ratios, which come from one run. A precision a format does
 not offer (ONNX int8 before it exists) is left out. Seeded weights: speed does not depend on them.
+
+A third form, "floor", bounds what any rewrite can reach on LiteRT fp32: the deploy form with every LayerNorm
+removed and every attention cut to its two projections (qkv convolution, value channels, output convolution). It
+is not a valid model; it times the convolutions and projections alone, which every equivalent form of the model
+still has to run, so naive / floor is the largest speed-up an equivalent form could give on this CPU.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
 from xformer.benchmarks.host import HostTarget
 from xformer.benchmarks.plan import RunPlan
@@ -29,6 +36,7 @@ from xformer.benchmarks.record import host_environment, now
 from xformer.benchmarks.sources import Artifact
 from xformer.checkpoint import atomic_path
 from xformer.export import export
+from xformer.export.deploy import ChannelLayerNorm, DeployAttention, deploy_model
 from xformer.export.formats import FORMATS
 from xformer.export.tflite_graph import gpu_compatibility, read_graph
 from xformer.models import create_model
@@ -40,6 +48,48 @@ PRECISIONS = ("fp32", "int8")
 EXPORT_COMMAND = ("xformer_s", "--formats", "onnx,tflite,coreml", "--precisions",
                   "fp32,fp16,dynamic-int8,int8,w8a16,palette6")
 GOALS = {"ops": 450, "speedup_vs_naive": 1.15, "vs_mobilevit_naive": 0.9, "int8_vs_fp32": 0.5, "export_s": 120}
+
+
+class _ProjectionsOnly(nn.Module):
+    """An attention cut to its projections: qkv convolution, the value channels, output convolution."""
+
+    def __init__(self, attn: DeployAttention):
+        super().__init__()
+        self.qkv, self.proj = attn.qkv, attn.proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.qkv(x)[:, 2 * x.shape[1]:])
+
+
+def _strip(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, ChannelLayerNorm):
+            setattr(module, name, nn.Identity())
+        elif isinstance(child, DeployAttention):
+            setattr(module, name, _ProjectionsOnly(child))
+        else:
+            _strip(child)
+
+
+def conv_floor(model: nn.Module) -> nn.Module:
+    """The "floor" form of `model` (see the module docstring): LiteRT's deploy form without LayerNorms and without
+    the attention between the projections."""
+    floor = deploy_model(model, target="tflite")
+    _strip(floor)
+    return floor
+
+
+def _floor_export(model: nn.Module, out: Path, console: Console) -> Artifact:
+    name = model.model_config.arch
+    path = out / "floor" / f"{name}_fp32.tflite"
+    if not path.exists():
+        console.print(f"exporting {name} (floor) to tflite fp32")
+        record = export(conv_floor(model), formats="tflite", precisions=["fp32"], out_dir=path.parent, deploy=False,
+                        validate=False)[0]
+        if not record.ok:
+            raise SystemExit(f"{name} floor tflite failed: {record.error}")
+    return Artifact(model=name, source=f"floor:{path}", format="tflite", precision="fp32",
+                    input_size=tuple(model.model_config.preprocess.input_size), path=path)
 
 
 def _exports(out: Path, console: Console) -> list[Artifact]:
@@ -64,6 +114,7 @@ def _exports(out: Path, console: Console) -> list[Artifact]:
                     path = folder / f"{name}_{p}{suffix}"
                     artifacts.append(Artifact(model=name, source=f"{form}:{path}", format=fmt, precision=p,
                                               input_size=size, path=path, reference=model))
+        artifacts.append(_floor_export(model, out, console))
     return artifacts
 
 
@@ -107,6 +158,11 @@ def _ratios(rows: list[dict]) -> list[dict]:
                       GOALS["vs_mobilevit_naive"] if goal else None),
                 ratio(f"{runtime} {p}: XFormer-S deploy / MobileViT-S deploy",
                       ("xformer_s", "deploy", fmt, p), ("mobilevit_s", "deploy", fmt, p))]
+        if fmt == "tflite":
+            found += [ratio("LiteRT fp32: XFormer-S naive / floor, the most any equivalent form could gain",
+                            ("xformer_s", "floor", fmt, "fp32"), ("xformer_s", "naive", fmt, "fp32"), higher=True),
+                      ratio("LiteRT fp32: XFormer-S floor / MobileViT-S naive, the least any equivalent form could "
+                            "reach", ("xformer_s", "floor", fmt, "fp32"), ("mobilevit_s", "naive", fmt, "fp32"))]
         found.append(ratio(f"{runtime}: XFormer-S deploy int8 / fp32", ("xformer_s", "deploy", fmt, "int8"),
                            ("xformer_s", "deploy", fmt, "fp32"), GOALS["int8_vs_fp32"] if fmt == "tflite" else None))
     return [r for r in found if r is not None]

@@ -165,7 +165,10 @@ def speed_section(path: Path) -> str:
              f"{env.get('cpu', '?')}, {env.get('logical_cores', '?')} cores shared with other jobs, load "
              f"{env.get('load_average_1m', '?')} at start; {versions}): `python -m benchmarks.speed`, median of "
              f"{summary['runs']} runs per row in {summary['rounds']} rounds interleaved across all rows, 1 thread, "
-             "seeded weights. Absolute times move with the machine's load; the ratios come from one run.", "",
+             "seeded weights. Absolute times move with the machine's load; the ratios come from one run. Form "
+             "`floor` is not a valid model: the deploy form with every LayerNorm removed and each attention cut to its "
+             "two projections. It times the convolutions and projections alone, which any equivalent form still "
+             "runs, so naive / floor is the most a rewrite of the same arithmetic could gain on this CPU.", "",
              "| model | form | runtime | precision | median ms | p5-p95 ms | TFLite ops | TRANSPOSE (in attention) "
              "| GPU-incompatible ops |", "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:

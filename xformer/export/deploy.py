@@ -146,7 +146,7 @@ def _split_heads(x: torch.Tensor, sizes: list[int], target: str) -> tuple[torch.
     return tuple(x[:, a:b] for a, b in zip(starts, starts[1:]))
 
 
-class _DeployAttention(nn.Module):
+class DeployAttention(nn.Module):
     """Shared plumbing of the fused attentions on a channels-first (groups, d, h, w) map.
 
     Input is the LayerNorm-normalised map (LayerNorm affine folded into `qkv`); the caller adds the output to
@@ -175,7 +175,7 @@ class _DeployAttention(nn.Module):
         return self.proj(y.reshape(b, d, h, w))
 
 
-class DeployXFA(_DeployAttention):
+class DeployXFA(DeployAttention):
     """Fused cross feature attention (both readings). q and k are L2-normalised over tokens by one op chain
     that also applies the per-head temperature: dividing q by ||q|| / t equals multiplying the logits by t
     (reading A) or the output by t (reading B).
@@ -233,7 +233,7 @@ class DeployXFA(_DeployAttention):
         return torch.cat(outputs, dim=-1)
 
 
-class DeployMHSA(_DeployAttention):
+class DeployMHSA(DeployAttention):
     """MobileViT's token-to-token attention with 1/sqrt(c) folded into q."""
 
     def __init__(self, attn: MultiHeadSelfAttention, norm: nn.LayerNorm, target: str = "generic"):
