@@ -99,6 +99,17 @@ def test_no_transpose_inside_xfa_and_gpu_compatible_floats(exported):
     assert exported["fp32"].max_rank <= 4
 
 
+def test_int8_runs_silu_and_residual_adds_in_int8(exported):
+    """A float op between int8 convolutions costs a DEQUANTIZE and a QUANTIZE pass over the whole map."""
+    graph = read_graph(exported["int8"].path)
+    sigmoids = [t for op, t in zip(graph.ops, graph.activation_types) if op == "LOGISTIC"]
+    residuals = [t for op, t in zip(graph.ops, graph.activation_types) if op == "ADD" and len(t) == 2]
+    assert len(sigmoids) > 20 and all(t == ["INT8"] for t in sigmoids)
+    assert len(residuals) > 10 and all(t == ["INT8", "INT8"] for t in residuals)
+    fp32 = read_graph(exported["fp32"].path)
+    assert all(t == ["FLOAT32"] for op, t in zip(fp32.ops, fp32.activation_types) if op == "LOGISTIC")
+
+
 def test_metadata_round_trips_and_describes_io(exported, digits):
     config = digits[1].model_config
     for precision, record in exported.items():

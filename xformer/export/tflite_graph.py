@@ -70,6 +70,7 @@ class TFLiteGraph:
     outputs: list[list[str]]  # output tensor names per op
     output_tensors: list[list[int]]  # output tensor indices per op
     tensor_ranks: list[int]
+    activation_types: list[list[str]]  # element types ("INT8", "FLOAT32") of each op's non-constant inputs
     op_histogram: dict[str, int] = field(init=False)
 
     def __post_init__(self):
@@ -105,6 +106,7 @@ def read_graph(source: str | Path | bytes) -> TFLiteGraph:
             raise ValueError("no subgraph")
         graph = model.Subgraphs(0)
         names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
         codes = []
         for i in range(model.OperatorCodesLength()):
             code = model.OperatorCodes(i)
@@ -112,16 +114,24 @@ def read_graph(source: str | Path | bytes) -> TFLiteGraph:
             custom = code.CustomCode()
             codes.append(custom.decode() if builtin == schema.BuiltinOperator.CUSTOM and custom else
                          names.get(builtin, str(builtin)))
-        ops, outputs, indices = [], [], []
+        ops, outputs, indices, activation_types = [], [], [], []
         for i in range(graph.OperatorsLength()):
             op = graph.Operators(i)
             ops.append(codes[op.OpcodeIndex()])
+            inputs = [graph.Tensors(op.Inputs(j)) for j in range(op.InputsLength()) if op.Inputs(j) >= 0]
+            activation_types.append([types.get(t.Type(), str(t.Type())) for t in inputs
+                                     if not _is_constant(model.Buffers(t.Buffer()))])
             indices.append([op.Outputs(j) for j in range(op.OutputsLength()) if op.Outputs(j) >= 0])
             outputs.append([graph.Tensors(j).Name().decode(errors="replace") for j in indices[-1]])
         ranks = [graph.Tensors(i).ShapeLength() for i in range(graph.TensorsLength())]
     except Exception as err:  # flatbuffers raises struct/index errors on damaged data
         raise ModelFileError(f"not a readable TFLite flatbuffer ({type(err).__name__}: {err})") from err
-    return TFLiteGraph(ops, outputs, indices, ranks)
+    return TFLiteGraph(ops, outputs, indices, ranks, activation_types)
+
+
+def _is_constant(buffer) -> bool:
+    """A tensor is a constant when its buffer holds data (inline, or at an offset in files over 2 GB)."""
+    return buffer.DataLength() > 0 or buffer.Offset() > 1
 
 
 @dataclass
