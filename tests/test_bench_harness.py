@@ -37,6 +37,27 @@ def test_torch_records_are_complete():
         assert r.parity is None  # PyTorch is the reference itself
 
 
+def test_speed_floor_keeps_every_convolution_and_nothing_else():
+    """benchmarks/speed.py's floor form bounds any equivalent rewrite: all the convolutions and projections of the
+    deploy form, no LayerNorm and no attention between the projections."""
+    import torch
+    from torch import nn
+
+    from benchmarks.speed import conv_floor
+    from xformer.export.deploy import ChannelLayerNorm, DeployAttention, deploy_model
+
+    def convolutions(module):
+        return [(m.in_channels, m.out_channels, m.kernel_size, m.groups) for m in module.modules()
+                if isinstance(m, nn.Conv2d)]
+
+    model = create_model("xformer_xxs")
+    floor = conv_floor(model)
+    assert convolutions(floor) == convolutions(deploy_model(model, target="tflite"))
+    assert not any(isinstance(m, ChannelLayerNorm | DeployAttention) for m in floor.modules())
+    with torch.no_grad():
+        assert floor(torch.rand(1, 3, 64, 64)).shape == (1, 1000)
+
+
 @pytest.mark.parametrize("interleave_models", [False, True])
 def test_models_interleave_when_asked(interleave_models):
     """benchmarks/speed.py compares models: their timed rounds must alternate, not run one model after the other."""
