@@ -18,7 +18,7 @@ from ..errors import ModelFileError
 from ..models.detection import COCO_ANCHORS, STRIDES, Detections, NMSConfig, decode, postprocess
 from ..preprocess import boxes_to_image, load_image
 
-__all__ = ["DetectedBoxes", "detections_from_outputs", "nms_config"]
+__all__ = ["DetectedBoxes", "detections_from_outputs", "nms_config", "output_form"]
 
 
 def nms_config(metadata: dict, **overrides) -> NMSConfig:
@@ -28,27 +28,45 @@ def nms_config(metadata: dict, **overrides) -> NMSConfig:
     return NMSConfig(**{**values, **overrides})
 
 
+def output_form(arrays: list, strides: tuple[int, ...] = STRIDES) -> str | None:
+    """Which output form (export/detection_outputs.py) these arrays have, by their shapes; None for none."""
+    if len(arrays) == len(strides) and all(a.ndim == 4 for a in arrays):
+        return "raw"
+    if len(arrays) == 2 and arrays[0].ndim == 3 and arrays[0].shape[-1] == 4 and arrays[1].ndim == 3:
+        return "decoded"
+    if arrays and all(a.ndim == 2 and a.shape[-1] == 6 for a in arrays):
+        return "nms"
+    return None
+
+
 def detections_from_outputs(outputs, metadata: dict, config: NMSConfig | None = None) -> list[Detections]:
     """A runtime's outputs for a batch -> per image the detections in input pixels.
 
     `outputs` is what `Runtime.run` returns: 3 raw maps, [boxes, scores], or (K, 6) rows (one image) of x1, y1, x2,
-    y2, score, class. `config` overrides the file's thresholds (parity checks use a lower score threshold); a
-    file with NMS in its graph has its own, fixed at export."""
+    y2, score, class; the form is the file's (metadata), or read from the shapes when the metadata names none (a
+    PyTorch model's outputs). `config` overrides the file's thresholds (parity checks use a lower score threshold);
+    a file with NMS in its graph has its own, fixed at export."""
     detection = metadata.get("detection", {})
     config = config or nms_config(metadata)
     arrays = [torch.as_tensor(np.asarray(o, np.float32)) for o in
               (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
-    form = detection.get("outputs", "raw")
-    if form == "raw" and len(arrays) == len(detection.get("strides", STRIDES)) and all(a.ndim == 4 for a in arrays):
+    strides = tuple(detection.get("strides", STRIDES))
+    found = output_form(arrays, strides)
+    form = detection.get("outputs", found)
+    if form is None:
+        raise ModelFileError(f"a detector's outputs must be 3 raw maps (B, A*(5+C), H, W), decoded [boxes (B, N, 4), "
+                             f"scores (B, N, C)] or per-image (K, 6) detections; got shapes "
+                             f"{[tuple(a.shape) for a in arrays]}")
+    if found != form:
+        raise ModelFileError(f"a detector with {form} outputs returned arrays of shapes "
+                             f"{[tuple(a.shape) for a in arrays]}; re-export it with `xformer export`")
+    if form == "raw":
         anchors = torch.tensor(detection.get("anchors", COCO_ANCHORS), dtype=torch.float32)
-        return postprocess(*decode(arrays, anchors, tuple(detection.get("strides", STRIDES))), config)
-    if form == "decoded" and len(arrays) == 2 and arrays[0].ndim == 3:
+        return postprocess(*decode(arrays, anchors, strides), config)
+    if form == "decoded":
         return postprocess(arrays[0], arrays[1], config)
-    if form == "nms" and all(a.ndim == 2 and a.shape[-1] == 6 for a in arrays):
-        kept = [a[a[:, 4] >= config.score_threshold] for a in arrays]  # a higher threshold than the graph's
-        return [Detections(a[:, :4], a[:, 4], a[:, 5].long()) for a in kept]
-    raise ModelFileError(f"a detector with {form} outputs returned arrays of shapes "
-                         f"{[tuple(a.shape) for a in arrays]}; re-export it with `xformer export`")
+    kept = [a[a[:, 4] >= config.score_threshold] for a in arrays]  # a higher threshold than the graph's
+    return [Detections(a[:, :4], a[:, 4], a[:, 5].long()) for a in kept]
 
 
 @dataclass(frozen=True)

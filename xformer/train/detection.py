@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelFileError, require
-from ..models.detection import COCO_ANCHORS, STRIDES, Detections, NMSConfig, box_iou, decode, postprocess
+from ..errors import require
+from ..models.detection import COCO_ANCHORS, STRIDES, Detections, NMSConfig, box_iou
 from ..models.registry import ModelConfig
 from ..preprocess import PreprocessSpec
+from ..runtimes.detection import detections_from_outputs, output_form
 
 __all__ = ["DetectionMetrics", "DetectionTask", "YOLOv3Loss"]
 
@@ -127,17 +128,10 @@ def _targets_in_input(targets: list[dict]) -> torch.Tensor:
 
 def _as_detections(outputs, anchors, config: NMSConfig) -> tuple[list[Detections], list[torch.Tensor] | None]:
     """Whatever a runtime returned (see the module docstring) -> per-image detections, and the raw maps if given."""
-    arrays = [o.detach().cpu() if isinstance(o, torch.Tensor) else torch.from_numpy(np.asarray(o))
+    arrays = [o.detach().cpu().float() if isinstance(o, torch.Tensor) else torch.from_numpy(np.asarray(o, np.float32))
               for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
-    if len(arrays) == len(STRIDES) and all(a.ndim == 4 for a in arrays):
-        return postprocess(*decode(arrays, anchors), config), arrays
-    if len(arrays) == 2 and arrays[0].ndim == 3 and arrays[0].shape[-1] == 4 and arrays[1].ndim == 3:
-        return postprocess(arrays[0], arrays[1], config), None
-    if all(a.ndim == 2 and a.shape[-1] == 6 for a in arrays):
-        return [Detections(a[:, :4].float(), a[:, 4].float(), a[:, 5].long()) for a in arrays], None
-    raise ModelFileError(f"a detector's outputs must be 3 raw maps (B, A*(5+C), H, W), decoded [boxes (B, N, 4), "
-                         f"scores (B, N, C)] or per-image (K, 6) detections; got shapes "
-                         f"{[tuple(a.shape) for a in arrays]}")
+    found = detections_from_outputs(arrays, {"detection": {"anchors": anchors.tolist()}}, config)
+    return found, (arrays if output_form(arrays) == "raw" else None)
 
 
 def _agreeing(found: Detections, expected: Detections, iou: float = 0.5) -> int:
