@@ -3,9 +3,9 @@
 The deploy form for target "tflite" is written for this route: token-major XFA with transposed matmul
 operands as BATCH_MATMUL adj flags, NHWC 2x2 fold, so the graph has no TRANSPOSE. Static int8 is PT2E:
 torchao's prepare_pt2e/convert_pt2e with litert-torch's PT2EQuantizer (per-channel symmetric int8 weights,
-int8 activations) on conv, linear, add, mul, concat and pooling; everything else (XFA's L2 norm, softmax,
-matmuls) stays float between DEQUANTIZE/QUANTIZE pairs, which is why it keeps accuracy where full-integer
-conversion does not. litert-torch folds the input/output quantisation into the signature (int8 I/O).
+int8 activations) on conv, linear, add, mul, sigmoid, concat and pooling (the deploy form writes SiLU as x *
+sigmoid(x) so it is covered); everything else (LayerNorm's statistics, XFA's L2 norm, softmax, matmuls) stays float
+between DEQUANTIZE/QUANTIZE pairs, which is why it keeps accuracy where full-integer conversion does not. litert-torch folds the input/output quantisation into the signature (int8 I/O).
 """
 
 from __future__ import annotations
