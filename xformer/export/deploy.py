@@ -12,7 +12,8 @@ Every exporter converts this form, so improvements here help ONNX, TFLite and Co
 - Optional NHWC image input (`channels_last_io`) so apps feed pixels without a transpose.
 
 `target="tflite"` lays attention out token-major (NHWC, as LiteRT stores tensors) and expresses transposed
-matmul operands as BATCH_MATMUL adj flags, so the TFLite graph has no TRANSPOSE inside attention; the
+matmul operands as BATCH_MATMUL adj flags, so the TFLite graph has no TRANSPOSE inside attention, and writes SiLU
+as x * sigmoid(x), which static int8 runs in int8 (a SiLU op stays float); the
 default "generic" target keeps heads channel-major (one transpose of k per layer, which ONNX Runtime and
 CoreML fold into their matmul kernels). `target="coreml"` is the generic form with LayerNorm written as
 `centred * rsqrt(var + eps)`: coremltools fuses exactly that pattern into one `layer_norm` op on the channel
