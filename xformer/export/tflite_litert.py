@@ -5,7 +5,8 @@ operands as BATCH_MATMUL adj flags, NHWC 2x2 fold, so the graph has no TRANSPOSE
 torchao's prepare_pt2e/convert_pt2e with litert-torch's PT2EQuantizer (per-channel symmetric int8 weights,
 int8 activations) on conv, linear, add, mul, sigmoid, concat and pooling (the deploy form writes SiLU as x *
 sigmoid(x) so it is covered); everything else (LayerNorm's statistics, XFA's L2 norm, softmax, matmuls) stays float
-between DEQUANTIZE/QUANTIZE pairs, which is why it keeps accuracy where full-integer conversion does not. litert-torch folds the input/output quantisation into the signature (int8 I/O).
+between DEQUANTIZE/QUANTIZE pairs, which is why it keeps accuracy where full-integer conversion does not.
+litert-torch folds the input/output quantisation into the signature (int8 I/O).
 """
 
 from __future__ import annotations
