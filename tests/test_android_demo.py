@@ -208,6 +208,20 @@ def test_android_command_rejects_incomplete_metadata(project, tmp_path, capsys, 
     assert not (project / "app/src/main/assets").exists()
 
 
+def test_android_command_refuses_a_detector(project, tmp_path, capsys):
+    """The app shows a classifier's top classes and resizes and crops: a letterboxed detector would show nonsense."""
+    model = tmp_path / "det.tflite"
+    metadata = build_metadata(create_model("xformer_xxs_yolov3"), format="tflite", precision="fp32", layout="NHWC",
+                              input={"dtype": "float32"})
+    model.write_bytes(write_tflite_metadata(FAKE_FLATBUFFER, metadata))
+    assert main(["android", str(model), "--project", str(project)]) == 2
+    err = _unwrapped(capsys.readouterr().err)
+    assert "det.tflite cannot be used by the Android app" in err and "Traceback" not in err
+    assert "task 'detect' (the app shows a classifier's top classes)" in err
+    assert "resize_mode 'letterbox' (the app resizes and crops)" in err
+    assert not (project / "app/src/main/assets").exists()
+
+
 def test_android_command_rejects_a_tflite_without_our_metadata(project, tmp_path, capsys):
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(FAKE_FLATBUFFER)

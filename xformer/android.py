@@ -45,6 +45,8 @@ def _metadata_problems(metadata: dict, fmt: str = "tflite") -> list[str]:
     problems = []
     if metadata.get("metadata_format") != METADATA_FORMAT:
         problems.append(f"metadata format {metadata.get('metadata_format')!r} (the app reads {METADATA_FORMAT!r})")
+    if metadata.get("task", "classify") != "classify":
+        problems.append(f"task {metadata['task']!r} (the app shows a classifier's top classes)")
     labels = metadata.get("labels")
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         problems.append("no class labels")
@@ -62,6 +64,8 @@ def _metadata_problems(metadata: dict, fmt: str = "tflite") -> list[str]:
                 PreprocessSpec.from_dict(preprocess)
             except (ValueError, TypeError) as err:
                 problems.append(str(err))
+            if preprocess.get("resize_mode", "crop") != "crop":
+                problems.append(f"resize_mode {preprocess['resize_mode']!r} (the app resizes and crops)")
     export = metadata.get("export")
     export = export if isinstance(export, dict) else {}
     if export.get("format", fmt) != fmt:

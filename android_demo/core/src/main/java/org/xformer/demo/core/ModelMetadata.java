@@ -112,6 +112,11 @@ public final class ModelMetadata {
             throw new ModelMetadataException(modelName + " has metadata format '" + format + "'; this app reads "
                     + FORMAT + ": re-export the model with this version of xformer");
         }
+        Object task = json.get("task");
+        if (task != null && !"classify".equals(task)) {
+            throw new ModelMetadataException(modelName + " is a " + task + " model; this app shows a classifier's "
+                    + "top classes: export a classifier (`xformer models` lists them)");
+        }
         List<String> labels = labels(json.get("labels"), modelName);
         Object numClasses = json.get("num_classes");
         if (numClasses instanceof Double && ((Double) numClasses).intValue() != labels.size()) {

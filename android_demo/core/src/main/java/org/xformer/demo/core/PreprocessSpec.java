@@ -85,6 +85,10 @@ public final class PreprocessSpec {
         if (!json.containsKey("resize_size")) {
             throw new IllegalArgumentException("missing 'resize_size'");
         }
+        Object mode = json.get("resize_mode");
+        if (mode != null && !"crop".equals(mode)) {
+            throw new IllegalArgumentException("resize_mode '" + mode + "', and this app resizes and crops");
+        }
         Object resize = json.get("resize_size");
         return new PreprocessSpec(
                 integer(size.get(0), "input_size"), integer(size.get(1), "input_size"),
