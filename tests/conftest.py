@@ -1,11 +1,14 @@
 """Session fixtures shared across test files: models, the digits data set, ONE trained checkpoint and its
-exported files (training and exporting are the slow parts of the suite, so each happens once)."""
+exported files (training and exporting are the slow parts of the suite, so each happens once, also across
+pytest-xdist's worker processes: see `shared`)."""
 
 import os
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from filelock import FileLock
 
 # pytest-xdist's workers report an 80-column terminal: without this, rich lays our tables out at 80 columns and
 # tests that read them would depend on how a run was started (test_cli.py checks what must hold at 80 columns).
@@ -30,6 +33,20 @@ DIGITS_TRAINING = {"source": "xformer_xxs", "epochs": 10, "batch": 64, "imgsz": 
 DIGITS_PRECISIONS = ["fp32", "fp16", "dynamic-int8", "int8", "w8a16"]
 
 
+def shared(name: str, tmp_path_factory, worker_id: str, produce):
+    """`produce()` once per test run, by whichever pytest-xdist worker asks first (the others would train or export
+    the same thing again): computed under a file lock beside the workers' temp dirs, pickled, loaded by the rest."""
+    if worker_id == "master":  # not under xdist
+        return produce()
+    path = tmp_path_factory.getbasetemp().parent / f"{name}.pickle"
+    with FileLock(f"{path}.lock"):
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        value = produce()
+        path.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def xformer_s():
     return create_model("xformer_s")
@@ -43,17 +60,19 @@ def sample_photo():
 
 
 @pytest.fixture(scope="session")
-def digits_root(tmp_path_factory) -> Path:
+def digits_root(tmp_path_factory, worker_id) -> Path:
     from xformer.datasets import write_digits
 
-    return write_digits(tmp_path_factory.mktemp("data") / "digits")
+    return shared("digits_root", tmp_path_factory, worker_id,
+                  lambda: write_digits(tmp_path_factory.mktemp("data") / "digits"))
 
 
 @pytest.fixture(scope="session")
-def digits_run(digits_root, tmp_path_factory):
+def digits_run(digits_root, tmp_path_factory, worker_id):
     from xformer.train import train
 
-    return train({**DIGITS_TRAINING, "data": str(digits_root), "out": str(tmp_path_factory.mktemp("train"))})
+    return shared("digits_run", tmp_path_factory, worker_id, lambda: train(
+        {**DIGITS_TRAINING, "data": str(digits_root), "out": str(tmp_path_factory.mktemp("train"))}))
 
 
 @pytest.fixture(scope="session")
@@ -64,46 +83,52 @@ def digits_model(digits_run):
 
 
 @pytest.fixture(scope="session")
-def bench_cache(tmp_path_factory) -> Path:
+def bench_cache(tmp_path_factory, worker_id) -> Path:
     """The `xformer bench --cache-dir` the digits exports are written into, so bench tests reuse them."""
-    return tmp_path_factory.mktemp("bench-cache")
+    return shared("bench_cache", tmp_path_factory, worker_id, lambda: tmp_path_factory.mktemp("bench-cache"))
 
 
 @pytest.fixture(scope="session")
-def digits_exports(digits_model, digits_root, bench_cache) -> dict:
+def digits_exports(digits_model, digits_root, bench_cache, tmp_path_factory, worker_id) -> dict:
     """ONNX fp32 and every TFLite precision of the trained checkpoint, static files calibrated on the training
     split, written where `xformer bench CKPT --data DIGITS --cache-dir bench_cache` looks for them."""
     from xformer.benchmarks.sources import export_dir
     from xformer.export import export
 
-    calib = str(digits_root / "train")
-    out = export_dir(digits_model, (64, 64), bench_cache, calib)
-    records = export(digits_model, formats=["onnx", "tflite"], precisions=DIGITS_PRECISIONS, out_dir=out,
-                     calib=calib)
-    return {(r.format, r.precision): r for r in records}
+    def produce():
+        calib = str(digits_root / "train")
+        out = export_dir(digits_model, (64, 64), bench_cache, calib)
+        records = export(digits_model, formats=["onnx", "tflite"], precisions=DIGITS_PRECISIONS, out_dir=out,
+                         calib=calib)
+        return {(r.format, r.precision): r for r in records}
+
+    return shared("digits_exports", tmp_path_factory, worker_id, produce)
 
 
 ONNX_QUANTISED = ["fp16", "int8", "int8-qop"]
 
 
 @pytest.fixture(scope="session")
-def digits_onnx_exports(digits_exports, digits_model, digits_root, bench_cache) -> dict:
+def digits_onnx_exports(digits_exports, digits_model, digits_root, bench_cache, tmp_path_factory, worker_id) -> dict:
     """ONNX fp16, static int8 QDQ and QOperator of the trained checkpoint beside its fp32 file (the float graph is
     reused from digits_exports), calibrated on the training split like the TFLite int8 file."""
     from xformer.benchmarks.sources import export_dir
     from xformer.export import export
 
-    calib = str(digits_root / "train")
-    records = export(digits_model, formats="onnx", precisions=ONNX_QUANTISED,
-                     out_dir=export_dir(digits_model, (64, 64), bench_cache, calib), calib=calib)
-    return {r.precision: r for r in records} | {"fp32": digits_exports[("onnx", "fp32")]}
+    def produce():
+        calib = str(digits_root / "train")
+        records = export(digits_model, formats="onnx", precisions=ONNX_QUANTISED,
+                         out_dir=export_dir(digits_model, (64, 64), bench_cache, calib), calib=calib)
+        return {r.precision: r for r in records} | {"fp32": digits_exports[("onnx", "fp32")]}
+
+    return shared("digits_onnx_exports", tmp_path_factory, worker_id, produce)
 
 
 PTE_CALIBRATION_IMAGES = 419  # the digits training split, evenly sampled down to at most 500
 
 
 @pytest.fixture(scope="session")
-def digits_pte(digits_model, digits_root, tmp_path_factory):
+def digits_pte(digits_model, digits_root, tmp_path_factory, worker_id):
     """The session's digits checkpoint as fp32 and int8 .pte files (int8 calibrated on the training split): the
     ExecuTorch tests and the Android goldens share one export (lowering takes most of a minute per file)."""
     pytest.importorskip("executorch", reason="the 'executorch' extra is not installed")
@@ -112,8 +137,9 @@ def digits_pte(digits_model, digits_root, tmp_path_factory):
     from .digits import load_digits_folder
 
     calib = digits_root / "train"
-    records = export(digits_model, formats="pte", precisions=["fp32", "int8"], out_dir=tmp_path_factory.mktemp("pte"),
-                     calib=str(calib))
+    records = shared("digits_pte", tmp_path_factory, worker_id, lambda: export(
+        digits_model, formats="pte", precisions=["fp32", "int8"], out_dir=tmp_path_factory.mktemp("pte"),
+        calib=str(calib)))
     data = load_digits_folder(digits_root, digits_model.model_config.preprocess)
     return SimpleNamespace(data=data, model=digits_model, calib=calib, records={r.precision: r for r in records})
 
@@ -128,17 +154,19 @@ SHAPES_AP50_FLOOR = 0.15
 
 
 @pytest.fixture(scope="session")
-def shapes_root(tmp_path_factory) -> Path:
+def shapes_root(tmp_path_factory, worker_id) -> Path:
     from xformer.shapes import write_shapes
 
-    return write_shapes(tmp_path_factory.mktemp("data") / "shapes", **SHAPES_DATA)
+    return shared("shapes_root", tmp_path_factory, worker_id,
+                  lambda: write_shapes(tmp_path_factory.mktemp("data") / "shapes", **SHAPES_DATA))
 
 
 @pytest.fixture(scope="session")
-def shapes_run(shapes_root, tmp_path_factory):
+def shapes_run(shapes_root, tmp_path_factory, worker_id):
     from xformer.train import train
 
-    return train({**SHAPES_TRAINING, "data": str(shapes_root), "out": str(tmp_path_factory.mktemp("train-det"))})
+    return shared("shapes_run", tmp_path_factory, worker_id, lambda: train(
+        {**SHAPES_TRAINING, "data": str(shapes_root), "out": str(tmp_path_factory.mktemp("train-det"))}))
 
 
 @pytest.fixture(scope="session")
@@ -149,10 +177,11 @@ def shapes_model(shapes_run):
 
 
 @pytest.fixture(scope="session")
-def shapes_exports(shapes_run, tmp_path_factory) -> dict:
+def shapes_exports(shapes_run, tmp_path_factory, worker_id) -> dict:
     """The trained shapes detector exported once per session to each format's default output form (ONNX with NMS
     in the graph, TFLite decoded), parity checked: {format: ArtifactRecord}."""
     from xformer.export import export
 
-    records = export(shapes_run.best, formats="onnx,tflite", out_dir=tmp_path_factory.mktemp("det-export"))
+    records = shared("shapes_exports", tmp_path_factory, worker_id, lambda: export(
+        shapes_run.best, formats="onnx,tflite", out_dir=tmp_path_factory.mktemp("det-export")))
     return {r.format: r for r in records}
