@@ -221,10 +221,10 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
     columns = (TextColumn("export {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(plan))
+        exporter = FileExporter(model, request)
         if workers > 1:
-            done = export_in_workers(model, request, plan, groups, workers, progress, task)
-        exporter = FileExporter(model, request)  # what the workers did not export (or all, with one job)
-        for index, (fmt, precision) in enumerate(plan):
+            done = export_in_workers(exporter, plan, groups, workers, progress, task)
+        for index, (fmt, precision) in enumerate(plan):  # what the workers did not export (or all, in one job)
             if index not in done:
                 progress.update(task, description=f"{fmt.name} {precision}")
                 done[index] = exporter(fmt, precision, lambda stage: progress.update(task, description=stage))

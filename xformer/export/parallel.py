@@ -49,13 +49,14 @@ def split_jobs(plan: list[tuple[ExportFormat, str]]) -> list[list[int]]:
     return [jobs[key] for key in sorted(jobs, key=lambda key: -cost[key])]
 
 
-def export_in_workers(model, request, plan: list[tuple[ExportFormat, str]], jobs: list[list[int]], workers: int,
+def export_in_workers(exporter, plan: list[tuple[ExportFormat, str]], jobs: list[list[int]], workers: int,
                       progress, task) -> dict:
-    """Run `jobs` in `workers` spawned processes; returns {plan position: ArtifactRecord} for the files they
-    exported. A model that cannot be pickled returns {} at once, and files a worker could not get to (it could
-    not unpickle the model, or died) are missing: the caller exports those in this process."""
+    """Run `jobs` in `workers` spawned processes, each with a copy of `exporter` (exporter.FileExporter); returns
+    {plan position: ArtifactRecord} for the files they exported. A model that cannot be pickled returns {} at once,
+    and files a worker could not get to (it could not unpickle the model, or died) are missing: the caller exports
+    those in this process."""
     try:
-        payload = pickle.dumps((model, request))
+        payload = pickle.dumps(exporter)
     except Exception:  # a module of the user's own, defined where another process cannot import it
         return {}
     context = multiprocessing.get_context("spawn")
@@ -117,14 +118,12 @@ def _work(payload: bytes, settings: dict, todo, done) -> None:
     """A worker: single-threaded conversions, one file at a time, each file's printed lines captured whole."""
     import torch
 
-    from .exporter import FileExporter
-
     logs.configure(settings["verbose"])
     torch.set_num_threads(1)
     console.width = settings["width"]
     try:
         try:
-            exporter = FileExporter(*pickle.loads(payload))
+            exporter = pickle.loads(payload)
         except Exception:  # the module's code is not importable here: the main process exports these files
             return
         while (job := todo.get()) is not None:
