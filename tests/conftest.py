@@ -98,8 +98,9 @@ def digits_exports(digits_model, digits_root, bench_cache, tmp_path_factory, wor
     def produce():
         calib = str(digits_root / "train")
         out = export_dir(digits_model, (64, 64), bench_cache, calib)
+        # jobs=1, in this process: later tests reuse its ONNX graph and TFLite conversions
         records = export(digits_model, formats=["onnx", "tflite"], precisions=DIGITS_PRECISIONS, out_dir=out,
-                         calib=calib)
+                         calib=calib, jobs=1)
         return {(r.format, r.precision): r for r in records}
 
     return shared("digits_exports", tmp_path_factory, worker_id, produce)

@@ -197,7 +197,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         options["labels"] = _read_labels(args.labels) if args.labels else None
     records = export(model, formats=args.formats, precisions=args.precisions.split(",") if args.precisions else None,
                      imgsz=args.imgsz, out_dir=args.out, deploy=not args.no_deploy, validate=not args.no_validate,
-                     **options)
+                     jobs=args.jobs, **options)
     print_summary(records, console)
     return 0 if all(r.ok and r.parity_passed for r in records) else 1
 
@@ -476,6 +476,8 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--out", default="runs/export", help="output directory (default runs/export)")
     p.add_argument("--no-deploy", action="store_true", help="export the training form (for comparison/debugging)")
     p.add_argument("--no-validate", action="store_true", help="skip the parity check against PyTorch")
+    p.add_argument("--jobs", type=int, help="worker processes exporting formats in parallel (default: the usable "
+                   "CPU cores, at most one per independent job; 1 exports in this process)")
     p.add_argument("--dynamic-batch", action="store_true", default=None, help="ONNX: dynamic batch axis")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", default=None, help="ONNX: skip onnxsim")
     p.add_argument("--opset", type=int, help="ONNX opset (default and minimum 18)")

@@ -33,6 +33,7 @@ from .deploy import deploy_model, has_deploy_form
 from .detection_outputs import DetectorOutputs, detection_metadata, resolve_det_outputs
 from .formats import FORMATS, ExportFormat, parse_formats
 from .metadata import build_metadata
+from .parallel import default_jobs, export_in_workers, split_jobs
 from .parity import NOT_JUDGED
 
 __all__ = ["ArtifactRecord", "export", "normalize_imgsz"]
@@ -178,16 +179,20 @@ def _file_size_mb(path: Path) -> float:
 def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",), precisions: list[str] | None = None,
            imgsz: int | tuple[int, int] | str | None = None, out_dir: str | Path = "runs/export", deploy: bool = True,
            validate: bool = True, input_size: int | tuple[int, int] | None = None, labels: list[str] | None = None,
-           preprocess: PreprocessSpec | None = None, **options) -> list[ArtifactRecord]:
+           preprocess: PreprocessSpec | None = None, jobs: int | None = None, **options) -> list[ArtifactRecord]:
     """Export `source` to every format x precision: a registered name, a checkpoint path, `file.py:build_fn`, a
     registered model, or any classifier `nn.Module` of your own.
 
     A module of your own is described by `input_size`, `labels` and `preprocess` (see `custom.describe`) and
     exported as it is. `options` are format options from the format table (dynamic_batch, simplify, opset,
-    channels_last_io, calib, ...). Returns one record per file; failures are recorded, not raised, so one format
-    failing does not stop the others. Raises OptionError for a request that is wrong as a whole.
+    channels_last_io, calib, ...). `jobs` worker processes export formats in parallel (default: one per usable
+    CPU core, at most one per independent job; 1 exports in this process). Returns one record per file, in plan
+    order; failures are recorded, not raised, so one format failing does not stop the others. Raises OptionError
+    for a request that is wrong as a whole.
     """
     plan = _plan(parse_formats(formats), list(precisions) if precisions else None)
+    if jobs is not None and jobs < 1:
+        raise OptionError(f"--jobs {jobs}: give 1 (export in this process) or more worker processes")
     if is_build_function(source):
         source = load_build_function(source)
     model = source if isinstance(source, nn.Module) else load_model(source)[0]
@@ -201,8 +206,6 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
     config = model.model_config
     input_size = normalize_imgsz(imgsz, config.preprocess.input_size, stride=32 if config.arch in list_models() else 1)
     out_dir = Path(out_dir)
-    records = []
-    reference_inputs = None
     channels_last_io = options.pop("channels_last_io", None)  # passed to exporters as its own argument
     det_outputs = options.pop("det_outputs", None)  # a detector's output form, per format
     _check_request(plan, channels_last_io, options, validate)
@@ -211,22 +214,59 @@ def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",),
         raise OptionError(f"--det-outputs chooses a detector's outputs; {config.arch} is a {config.task} model: "
                           "drop --det-outputs")
     det_forms = {f.name: resolve_det_outputs(f, det_outputs) for f, _ in plan} if detector else {}
-    forms: dict[tuple, nn.Module] = {}  # one deploy form per target and layout, shared by its precisions
+    request = ExportRequest(out_dir, input_size, deploy, validate, channels_last_io, options, det_forms)
+    groups = split_jobs(plan)
+    workers = min(default_jobs() if jobs is None else jobs, len(groups))
+    done: dict[int, ArtifactRecord] = {}
     columns = (TextColumn("export {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(plan))
-        for fmt, precision in plan:
-            progress.update(task, description=f"{fmt.name} {precision}")
-            records.append(_export_one(model, fmt, precision, out_dir, input_size, deploy, channels_last_io, forms,
-                                       options, det_forms.get(fmt.name)))
-            record = records[-1]
-            if record.ok and validate:
-                progress.update(task, description=f"{fmt.name} {precision}: parity")
-                with quiet_native():
-                    reference_inputs = _validate(record, model, input_size, reference_inputs, options.get("calib"))
-            progress.advance(task)
+        exporter = FileExporter(model, request)
+        if workers > 1:
+            done = export_in_workers(exporter, plan, groups, workers, progress, task)
+        for index, (fmt, precision) in enumerate(plan):  # what the workers did not export (or all, in one job)
+            if index not in done:
+                progress.update(task, description=f"{fmt.name} {precision}")
+                done[index] = exporter(fmt, precision, lambda stage: progress.update(task, description=stage))
+                progress.advance(task)
+    records = [done[index] for index in range(len(plan))]
     write_report(records, out_dir, model)
     return records
+
+
+@dataclass
+class ExportRequest:
+    """What every file of one export call shares besides the model (picklable: worker processes get a copy)."""
+
+    out_dir: Path
+    input_size: tuple[int, int]
+    deploy: bool
+    validate: bool
+    channels_last_io: bool | None
+    options: dict
+    det_forms: dict[str, str | None]
+
+
+class FileExporter:
+    """Exports and checks one file at a time, keeping what a request's files share in one process: the deploy
+    forms (one per target and layout) and the parity inputs and reference logits (computed once)."""
+
+    def __init__(self, model: nn.Module, request: ExportRequest):
+        self.model, self.request = model, request
+        self.forms: dict[tuple, nn.Module] = {}
+        self.reference_inputs = None
+
+    def __call__(self, fmt: ExportFormat, precision: str, stage=None) -> ArtifactRecord:
+        r = self.request
+        record = _export_one(self.model, fmt, precision, r.out_dir, r.input_size, r.deploy, r.channels_last_io,
+                             self.forms, r.options, r.det_forms.get(fmt.name))
+        if record.ok and r.validate:
+            if stage is not None:
+                stage(f"{fmt.name} {precision}: parity")
+            with quiet_native():
+                self.reference_inputs = _validate(record, self.model, r.input_size, self.reference_inputs,
+                                                  r.options.get("calib"))
+        return record
 
 
 def _export_one(model: nn.Module, fmt: ExportFormat, precision: str, out_dir: Path, input_size: tuple[int, int],

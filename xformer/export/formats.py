@@ -37,6 +37,8 @@ class ExportFormat:
     det_outputs: tuple[str, ...] = ("decoded", "raw")
     calibrated: tuple[str, ...] = ()  # precisions whose activation ranges come from calibration images
     reference_kernels: dict[str, str] = field(default_factory=dict, compare=False)  # precision: why it is slow
+    # Precisions that share no conversion with the format's others: a parallel export gives each a job of its own.
+    own_job: tuple[str, ...] = ()
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -67,7 +69,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
         options=("tflite_converter", "calib", "int8_io", "int8_float_layers", "channels_last_io"),
         exporter="tflite_export:export_tflite", channels_last_default=True,
         description="TFLite (litert-torch, or onnx2tf via ONNX), runs in LiteRT with XNNPACK or the GPU delegate",
-        calibrated=("int8", "w8a16"), reference_kernels={"w8a16": _W8A16_ON_CPU}),
+        calibrated=("int8", "w8a16"), reference_kernels={"w8a16": _W8A16_ON_CPU}, own_job=("int8",)),
     ExportFormat(
         name="coreml", suffix=".mlpackage", precisions=("fp16", "fp32", "int8", "palette6"),
         default_precisions=("fp16",), extra="coreml", modules=("coremltools",),
