@@ -179,16 +179,17 @@ def _file_size_mb(path: Path) -> float:
 def export(source: nn.Module | str | Path, formats: str | list[str] = ("onnx",), precisions: list[str] | None = None,
            imgsz: int | tuple[int, int] | str | None = None, out_dir: str | Path = "runs/export", deploy: bool = True,
            validate: bool = True, input_size: int | tuple[int, int] | None = None, labels: list[str] | None = None,
-           preprocess: PreprocessSpec | None = None, jobs: int | None = None, **options) -> list[ArtifactRecord]:
+           preprocess: PreprocessSpec | None = None, jobs: int | None = 1, **options) -> list[ArtifactRecord]:
     """Export `source` to every format x precision: a registered name, a checkpoint path, `file.py:build_fn`, a
     registered model, or any classifier `nn.Module` of your own.
 
     A module of your own is described by `input_size`, `labels` and `preprocess` (see `custom.describe`) and
     exported as it is. `options` are format options from the format table (dynamic_batch, simplify, opset,
-    channels_last_io, calib, ...). `jobs` worker processes export formats in parallel (default: one per usable
-    CPU core, at most one per independent job; 1 exports in this process). Returns one record per file, in plan
-    order; failures are recorded, not raised, so one format failing does not stop the others. Raises OptionError
-    for a request that is wrong as a whole.
+    channels_last_io, calib, ...). `jobs` worker processes export formats in parallel: 1 (the default) exports in
+    this process, None one per usable CPU core (as `xformer export` does), at most one per independent job; the
+    workers are spawned, so a script that asks for them needs the `if __name__ == "__main__":` guard. Returns one
+    record per file, in plan order; failures are recorded, not raised, so one format failing does not stop the
+    others. Raises OptionError for a request that is wrong as a whole.
     """
     plan = _plan(parse_formats(formats), list(precisions) if precisions else None)
     if jobs is not None and jobs < 1:
